@@ -10,7 +10,7 @@ spherical harmonics (featomic/sphericart convention). Only p shells differ: PySC
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def _basis_name(basis) -> str:
     return basis.lower()
 
 
-@lru_cache(maxsize=None)
+@cache
 def species_layout(basis: str, symbol: str) -> SpeciesLayout:
     """AO layout of ``symbol`` in ``basis``, read from a one-atom PySCF ``Mole``.
 
