@@ -1,0 +1,169 @@
+"""Cost of the model's input side: features (featomic + compressed CG products) and H assembly.
+
+Prints, per structure size: steady-state CPU time per structure (best of repeats of the process CPU
+time, which on a loaded machine is closer to an idle core than wall time; first call excluded)
+for featomic's pair expansion alone, the whole feature computation, the block layout and the
+assembly of H from coupled blocks (random values standing in for the block model's output), the whole
+``BlockModel`` forward pass (features → linear heads → H, random weights), and the
+peak resident memory of a fresh process after doing all of it once (torch alone is ~220 MB of it).
+One thread, float64.
+
+    OMP_NUM_THREADS=1 python benchmarks/features.py [--sizes 20 100 500] [--grad]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def alkane(n_carbon: int):
+    """Zig-zag CnH2n+2 (3n+2 atoms): a chain, few neighbours per atom."""
+    from ase import Atoms
+
+    symbols, positions = [], []
+    for k in range(n_carbon):
+        carbon = np.array([1.26 * k, 0.42 * (k % 2), 0.0])
+        symbols.append("C")
+        positions.append(carbon)
+        side = 1 if k % 2 else -1
+        symbols += ["H", "H"]
+        positions += [carbon + [0, 0.6 * side, 0.89], carbon + [0, 0.6 * side, -0.89]]
+    symbols += ["H", "H"]
+    positions += [positions[0] + [-1.0, -0.3, 0.0], positions[3 * (n_carbon - 1)] + [1.0, -0.3, 0.0]]
+    return Atoms(symbols, positions=positions)
+
+
+def water_cluster(n_atoms: int, seed: int = 0):
+    """Waters on a 3.1 Å grid with random orientations: liquid density, the dense worst case."""
+    from ase.build import molecule
+    from scipy.spatial.transform import Rotation
+
+    n_water = n_atoms // 3
+    side = int(np.ceil(n_water ** (1 / 3)))
+    rng = np.random.default_rng(seed)
+    water = molecule("H2O")
+    atoms = None
+    for index in range(n_water):
+        grid = np.array(np.unravel_index(index, (side, side, side))) * 3.1
+        copy = water.copy()
+        copy.positions = copy.positions @ Rotation.random(random_state=rng).as_matrix().T + grid
+        atoms = copy if atoms is None else atoms + copy
+    return atoms
+
+
+def structure(kind: str, n_atoms: int):
+    return alkane(max(1, (n_atoms - 2) // 3)) if kind == "alkane" else water_cluster(n_atoms)
+
+
+def best_time(function, repeats: int) -> float:
+    """Best CPU time of the process (s): on a shared machine wall time mostly measures the neighbours."""
+    function()  # first call (allocations, caches) excluded
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        function()
+        times.append(time.process_time() - start)
+    return min(times)
+
+
+def measure(kind: str, n_atoms: int, grad: bool) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from mlhcalc.features import EquivariantFeatures, FeatureHypers, systems_from_atoms
+    from mlhcalc.hamiltonian import hamiltonian_layout, reconstruct
+    from mlhcalc.hamiltonian.model import BlockModel
+
+    atoms = structure(kind, n_atoms)
+    module = EquivariantFeatures(FeatureHypers())
+    repeats = 10 if len(atoms) <= 100 else 3
+
+    def systems():
+        return systems_from_atoms(atoms, positions_requires_grad=grad)
+
+    def features():
+        return module(systems())
+
+    result = features()
+    pairs = torch.cat([result.pair_samples[:, 1:3], result.pair_samples[:, 3:]], dim=1).numpy()
+
+    def layout():
+        return hamiltonian_layout(atoms.numbers, "sto-3g", pairs=pairs)
+
+    block_layout = layout()
+    coupled = [torch.randn(len(g.samples), g.coupling.shape[1], dtype=torch.float64) for g in block_layout.groups]
+
+    def assemble():
+        return reconstruct(coupled, block_layout)
+
+    assemble()
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # one pass, before the timing loops
+    n_features = sum(v.numel() for v in result.atom.values()) + sum(v.numel() for v in result.pair.values())
+    n_pairs = len(result.pair_samples)
+    del result
+
+    model = BlockModel(FeatureHypers(), "sto-3g")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_()
+
+    timings = {
+        "featomic_ms": 1e3 * best_time(lambda: module._calculator.compute(systems()), repeats),
+        "features_ms": 1e3 * best_time(features, repeats),
+        "layout_ms": 1e3 * best_time(layout, repeats),
+        "assemble_ms": 1e3 * best_time(assemble, repeats),
+        "model_ms": 1e3 * best_time(lambda: model(systems()), repeats),
+    }
+    return {
+        "structure": kind,
+        "atoms": len(atoms),
+        "pairs": n_pairs,
+        "feature_MB": 8 * n_features / 2**20,
+        **timings,
+        "peak_rss_MB": peak_rss_mb,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 100, 500])
+    parser.add_argument("--structures", nargs="+", default=["alkane", "water"])
+    parser.add_argument(
+        "--grad", action="store_true", help="positions require grad (featomic then also computes gradients)"
+    )
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one[0], int(args.one[1]), args.grad)))
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    columns = [
+        "structure",
+        "atoms",
+        "pairs",
+        "featomic_ms",
+        "features_ms",
+        "layout_ms",
+        "assemble_ms",
+        "model_ms",
+        "feature_MB",
+        "peak_rss_MB",
+    ]
+    print(" ".join(f"{c:>12}" for c in columns))
+    for kind in args.structures:
+        for size in args.sizes:
+            command = [sys.executable, __file__, "--one", kind, str(size)] + (["--grad"] if args.grad else [])
+            row = json.loads(subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout)
+            print(" ".join(f"{row[c]:>12.1f}" if isinstance(row[c], float) else f"{row[c]:>12}" for c in columns))
+
+
+if __name__ == "__main__":
+    main()
