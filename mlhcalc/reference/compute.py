@@ -1,0 +1,311 @@
+"""The PySCF calculations behind each stage: pure functions of one structure.
+
+Each ``*_stage`` function takes an ``ase.Atoms`` and returns ``(datasets, attrs)``: ``datasets`` maps a
+label name to ``(array, unit)`` (atomic units, PySCF AO order, float64/complex128), ``attrs`` is the
+level of theory and convergence information stored with the stage. Nothing here touches files,
+processes or threads; :mod:`mlhcalc.reference.worker` calls these.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import scipy.linalg
+from ase import Atoms
+
+from mlhcalc.reference.levels import MoleculeLevel, SiliconLevel
+from mlhcalc.structure import dipole_origin, to_cell, to_mole
+
+__all__ = [
+    "HARTREE",
+    "BOHR",
+    "DIPOLE",
+    "POLARIZABILITY",
+    "INVERSE_BOHR",
+    "DIMENSIONLESS",
+    "molecule_minimal",
+    "molecule_large",
+    "molecule_large_polarizability",
+    "silicon_stage",
+    "parse_kmesh",
+    "compute_stage",
+]
+
+HARTREE = "hartree"
+BOHR = "bohr"
+DIPOLE = "e*bohr"
+POLARIZABILITY = "e^2*bohr^2/hartree (a.u., bohr^3)"
+INVERSE_BOHR = "1/bohr"
+DIMENSIONLESS = "1"
+
+Datasets = dict[str, tuple[np.ndarray, str]]
+MOLECULE = MoleculeLevel()
+SILICON = SiliconLevel()
+
+
+class SCFNotConverged(RuntimeError):
+    """The SCF of a stage did not reach its convergence threshold (nothing is stored)."""
+
+
+def _polarizability_class():
+    with warnings.catch_warnings():  # pyscf.prop warns "under testing" for every module it imports
+        warnings.simplefilter("ignore")
+        from pyscf.prop.polarizability.rks import Polarizability
+    return Polarizability
+
+
+def _check_converged(mf, what: str) -> None:
+    if not mf.converged:
+        raise SCFNotConverged(
+            f"{what}: SCF did not converge to conv_tol={mf.conv_tol:g} in {mf.max_cycle} cycles "
+            f"(last energy {float(mf.e_tot):.10f} Ha)"
+        )
+
+
+def _grid_attrs(mf) -> dict:
+    grids = mf.grids
+    prune = getattr(grids, "prune", None)
+    return {
+        "grid": type(grids).__name__,
+        "grid_level": int(getattr(grids, "level", -1)),
+        "grid_prune": getattr(prune, "__name__", str(prune)),
+        "grid_points": int(grids.weights.size) if getattr(grids, "weights", None) is not None else -1,
+    }
+
+
+def _cpks(mf, level: MoleculeLevel) -> np.ndarray:
+    polobj = _polarizability_class()(mf)
+    polobj.conv_tol = level.cphf_conv_tol
+    polobj.max_cycle_cphf = level.cphf_max_cycle
+    alpha = np.asarray(polobj.polarizability(), dtype=np.float64)
+    return 0.5 * (alpha + alpha.T)  # symmetric up to the CPKS tolerance; store the symmetric part
+
+
+def _dipole(mf, atoms: Atoms, charge: int) -> tuple[np.ndarray, np.ndarray]:
+    origin = dipole_origin(atoms, charge)
+    if np.any(origin):
+        dip = mf.dip_moment(unit="AU", origin=origin, verbose=0)
+    else:  # neutral: PySCF's default origin (0, 0, 0)
+        dip = mf.dip_moment(unit="AU", verbose=0)
+    return np.asarray(dip, dtype=np.float64), origin
+
+
+def molecule_minimal(
+    atoms: Atoms, charge: int, polarizability: bool, level: MoleculeLevel = MOLECULE, basis: str | None = None
+) -> tuple[Datasets, dict]:
+    """STO-3G B3LYPG: S, the Fock matrix of the final density, its MO energies, nocc, dipole, energy (+ α)."""
+    from pyscf import dft
+
+    basis = basis or level.basis_minimal
+    mol = to_mole(atoms, basis, charge)
+    mf = dft.RKS(mol, xc=level.xc)
+    mf.conv_tol = level.conv_tol_minimal
+    mf.conv_tol_grad = level.conv_tol_grad_minimal
+    mf.verbose = 0
+    energy = mf.kernel()
+    _check_converged(mf, f"{basis} RKS/{level.xc}")
+    dm = mf.make_rdm1()
+    fock = np.asarray(mf.get_fock(dm=dm), dtype=np.float64)
+    overlap = np.asarray(mf.get_ovlp(), dtype=np.float64)
+    fock = 0.5 * (fock + fock.T)
+    mo_energy = scipy.linalg.eigh(fock, overlap, eigvals_only=True)
+    dipole, origin = _dipole(mf, atoms, charge)
+    datasets: Datasets = {
+        "overlap": (overlap, DIMENSIONLESS),
+        "fock": (fock, HARTREE),
+        "mo_energy": (mo_energy, HARTREE),
+        "nocc": (np.int64(mol.nelectron // 2), DIMENSIONLESS),
+        "dipole": (dipole, DIPOLE),
+        "dipole_origin": (origin, BOHR),
+        "energy": (np.float64(energy), HARTREE),
+    }
+    attrs = {
+        "method": "RKS",
+        "xc": level.xc,
+        "basis": basis,
+        "density_fit": False,
+        "auxbasis": "",
+        "conv_tol": level.conv_tol_minimal,
+        "conv_tol_grad": level.conv_tol_grad_minimal,
+        "converged": bool(mf.converged),
+        "scf_cycles": int(getattr(mf, "cycles", -1)),
+        "nao": int(mol.nao),
+        "fock_definition": "mf.get_fock(dm=mf.make_rdm1()) of the converged SCF; mo_energy = eigh(fock, overlap)",
+        **_grid_attrs(mf),
+    }
+    if polarizability:
+        start = time.perf_counter()
+        datasets["polarizability"] = (_cpks(mf, level), POLARIZABILITY)
+        attrs.update(_cpks_attrs(level), polarizability_wall_time=time.perf_counter() - start)
+    return datasets, attrs
+
+
+def _cpks_attrs(level: MoleculeLevel) -> dict:
+    return {
+        "polarizability_method": "CPKS, pyscf.prop.polarizability.rks.Polarizability(mf).polarizability()",
+        "cphf_conv_tol": level.cphf_conv_tol,
+        "cphf_max_cycle": level.cphf_max_cycle,
+    }
+
+
+def _large_scf(atoms: Atoms, charge: int, level: MoleculeLevel, basis: str | None):
+    from pyscf import dft
+
+    basis = basis or level.basis_large
+    mol = to_mole(atoms, basis, charge)
+    mf = dft.RKS(mol, xc=level.xc).density_fit(auxbasis=level.auxbasis_large)
+    mf.conv_tol = level.conv_tol_large
+    mf.verbose = 0
+    mf.kernel()
+    _check_converged(mf, f"{basis} RKS/{level.xc} (density fitting)")
+    attrs = {
+        "method": "RKS",
+        "xc": level.xc,
+        "basis": basis,
+        "density_fit": True,
+        "auxbasis": level.auxbasis_large,
+        "conv_tol": level.conv_tol_large,
+        "conv_tol_grad": float(np.sqrt(level.conv_tol_large)),  # PySCF's default, sqrt(conv_tol)
+        "converged": bool(mf.converged),
+        "scf_cycles": int(getattr(mf, "cycles", -1)),
+        "nao": int(mol.nao),
+        **_grid_attrs(mf),
+    }
+    return mol, mf, attrs
+
+
+def molecule_large(
+    atoms: Atoms, charge: int, level: MoleculeLevel = MOLECULE, basis: str | None = None
+) -> tuple[Datasets, dict]:
+    """def2-TZVP B3LYPG with density fitting: all MO energies, nocc, dipole, energy."""
+    mol, mf, attrs = _large_scf(atoms, charge, level, basis)
+    dipole, origin = _dipole(mf, atoms, charge)
+    datasets: Datasets = {
+        "mo_energy": (np.asarray(mf.mo_energy, dtype=np.float64), HARTREE),
+        "nocc": (np.int64(mol.nelectron // 2), DIMENSIONLESS),
+        "dipole": (dipole, DIPOLE),
+        "dipole_origin": (origin, BOHR),
+        "energy": (np.float64(mf.e_tot), HARTREE),
+    }
+    attrs["mo_energy_definition"] = "mf.mo_energy of the converged SCF"
+    return datasets, attrs
+
+
+def molecule_large_polarizability(
+    atoms: Atoms, charge: int, level: MoleculeLevel = MOLECULE, basis: str | None = None
+) -> tuple[Datasets, dict]:
+    """The CPKS static polarizability at the large level (reruns the SCF of :func:`molecule_large`)."""
+    _, mf, attrs = _large_scf(atoms, charge, level, basis)
+    start = time.perf_counter()
+    alpha = _cpks(mf, level)
+    attrs.update(_cpks_attrs(level), polarizability_wall_time=time.perf_counter() - start)
+    return {"polarizability": (alpha, POLARIZABILITY)}, attrs
+
+
+def parse_kmesh(value) -> tuple[int, int, int]:
+    """A k-mesh from ``"4 4 4"``, ``"4x4x4"``, ``[4, 4, 4]`` or a numpy array; ValueError otherwise."""
+    if isinstance(value, str):
+        parts = value.replace("x", " ").replace(",", " ").split()
+    else:
+        parts = list(np.atleast_1d(np.asarray(value)).ravel())
+    try:
+        mesh = tuple(int(p) for p in parts)
+        exact = all(float(p) == int(float(p)) for p in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f"k-mesh {value!r} is not three positive integers (e.g. '4 4 4')") from None
+    if len(mesh) != 3 or not exact or min(mesh) < 1:
+        raise ValueError(f"k-mesh {value!r} is not three positive integers (e.g. '4 4 4')")
+    return mesh
+
+
+def silicon_stage(
+    atoms: Atoms, charge: int, kmesh, basis: str, with_matrices: bool, level: SiliconLevel = SILICON
+) -> tuple[Datasets, dict]:
+    """PBE KRKS with GDF on the Γ-centred mesh: bands, Fermi level/VBM/CBM, energy, k-points (+ H(k), S(k))."""
+    from pyscf.pbc import dft as pbcdft
+
+    mesh = parse_kmesh(kmesh)
+    cell = to_cell(atoms, basis, level.pseudo, charge)
+    kpts = cell.make_kpts(mesh)
+    mf = pbcdft.KRKS(cell, kpts, xc=level.xc).density_fit()
+    mf.conv_tol = level.conv_tol
+    mf.verbose = 0
+    energy = mf.kernel()
+    _check_converged(mf, f"{basis} KRKS/{level.xc} on a {mesh} mesh")
+    nocc = cell.nelectron // 2
+    datasets: Datasets = {}
+    if with_matrices:
+        dm = mf.make_rdm1()
+        hk = np.asarray(mf.get_fock(dm=dm), dtype=np.complex128)
+        sk = np.asarray(mf.get_ovlp(), dtype=np.complex128)
+        hk = 0.5 * (hk + hk.conj().transpose(0, 2, 1))
+        sk = 0.5 * (sk + sk.conj().transpose(0, 2, 1))
+        bands = np.stack([scipy.linalg.eigh(h, s, eigvals_only=True) for h, s in zip(hk, sk)])
+        datasets["hk"] = (hk, HARTREE)
+        datasets["sk"] = (sk, DIMENSIONLESS)
+        definition = "eigh(hk, sk) per k; hk = mf.get_fock(dm=mf.make_rdm1()) of the converged SCF"
+    else:
+        bands = np.stack([np.asarray(e, dtype=np.float64) for e in mf.mo_energy])
+        definition = "mf.mo_energy of the converged SCF"
+    occ = np.stack([np.asarray(o) for o in mf.get_occ(mo_energy_kpts=bands)])
+    occupied = bands[occ > 0]
+    virtual = bands[occ == 0]
+    vbm = float(occupied.max())
+    cbm = float(virtual.min()) if virtual.size else float("nan")
+    fermi = float(mf.get_fermi(bands, occ))
+    datasets.update(
+        {
+            "bands": (bands, HARTREE),
+            "nocc": (np.int64(nocc), DIMENSIONLESS),
+            "energy": (np.float64(energy), HARTREE),
+            "fermi_level": (np.float64(fermi), HARTREE),
+            "vbm": (np.float64(vbm), HARTREE),
+            "cbm": (np.float64(cbm), HARTREE),
+            "kpts": (np.asarray(kpts, dtype=np.float64), INVERSE_BOHR),
+            "kpts_frac": (np.asarray(cell.get_scaled_kpts(kpts), dtype=np.float64), DIMENSIONLESS),
+            "kmesh": (np.asarray(mesh, dtype=np.int64), DIMENSIONLESS),
+        }
+    )
+    attrs = {
+        "method": "KRKS",
+        "xc": level.xc,
+        "basis": basis,
+        "pseudo": level.pseudo,
+        "density_fit": True,
+        "auxbasis": "default (pyscf.pbc.df.incore.make_auxcell, even-tempered)",
+        "conv_tol": level.conv_tol,
+        "converged": bool(mf.converged),
+        "scf_cycles": int(getattr(mf, "cycles", -1)),
+        "nao": int(cell.nao),
+        "kmesh": np.asarray(mesh, dtype=np.int64),
+        "kpts_definition": "cell.make_kpts(kmesh): Gamma-centred; kpts = 2*pi * kpts_frac @ inv(cell).T",
+        "bands_definition": definition,
+        "fermi_level_definition": "PySCF get_fermi: the highest occupied level (equals vbm for an insulator)",
+        "cell_precision": float(cell.precision),
+        "cell_mesh": np.asarray(cell.mesh, dtype=np.int64),
+        **_grid_attrs(mf),
+    }
+    return datasets, attrs
+
+
+def compute_stage(task) -> tuple[Datasets, dict]:
+    """Run one :class:`mlhcalc.reference.worker.Task` (one structure, one stage)."""
+    if task.level == "molecule":
+        level = MoleculeLevel()
+        if task.stage == "minimal":
+            return molecule_minimal(task.atoms, task.charge, task.polarizability, level)
+        if task.stage == "large":
+            return molecule_large(task.atoms, task.charge, level, task.basis_large)
+        if task.stage == "large_polarizability":
+            return molecule_large_polarizability(task.atoms, task.charge, level, task.basis_large)
+    elif task.level == "silicon":
+        level = SiliconLevel()
+        if task.stage == "minimal":
+            return silicon_stage(task.atoms, task.charge, task.kmesh, level.basis_minimal, True, level)
+        if task.stage == "large":
+            return silicon_stage(
+                task.atoms, task.charge, task.kmesh, task.basis_large or level.basis_large, False, level
+            )
+    raise ValueError(f"unknown stage {task.stage!r} for level {task.level!r}")

@@ -1,0 +1,137 @@
+"""What runs in a worker process (local pool or Dask worker): one structure-stage per task.
+
+A task never writes files: it returns a plain dict (``status`` ``"ok"`` with the arrays, or
+``"failed"`` with the error text) that the parent process writes. Exceptions from the calculation
+are caught here and returned as failures; anything else that reaches the parent (a worker that
+died, an injected error) is recorded by the parent the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+from ase import Atoms
+
+__all__ = ["Task", "run_task", "init_worker", "set_threads", "THREAD_VARIABLES"]
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass
+class Task:
+    """One structure-stage: everything a worker needs, picklable."""
+
+    structure_id: str
+    index: int
+    stage: str
+    level: str
+    atoms: Atoms
+    charge: int
+    polarizability: bool = False
+    kmesh: tuple[int, int, int] | None = None
+    basis_large: str | None = None
+    threads: int = 1
+
+
+def set_threads(threads: int) -> int:
+    """Cap OpenMP/BLAS threads in this process (env for libraries loaded later, PySCF's OpenMP now)."""
+    threads = max(1, int(threads))
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    from pyscf import lib
+
+    lib.num_threads(threads)
+    return lib.num_threads()
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Linux: have the kernel kill this worker when the labelling process dies (even by SIGKILL).
+
+    Without it an orphaned pool worker waits forever on its task queue. No-op elsewhere.
+    """
+    if parent_pid is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def init_worker(threads: int, parent_pid: int | None = None) -> None:
+    """Initialiser of the local process pool: threads capped, Ctrl-C left to the parent (which stops us)."""
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_threads(threads)
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    import numpy
+    import pyscf
+
+    import mlhcalc
+
+    try:
+        properties = metadata.version("pyscf-properties")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        properties = "unknown"
+    return {
+        "pyscf_version": pyscf.__version__,
+        "pyscf_properties_version": properties,
+        "mlhcalc_version": mlhcalc.__version__,
+        "numpy_version": numpy.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def run_task(task: Task) -> dict:
+    """Compute one structure-stage; never raises for a failed calculation (returns ``status='failed'``)."""
+    from mlhcalc.reference.compute import compute_stage
+
+    start = time.perf_counter()
+    try:
+        threads = set_threads(task.threads)
+        datasets, attrs = compute_stage(task)
+    except Exception as err:  # recorded per structure; the run goes on
+        return failure_result(task, err, time.perf_counter() - start)
+    attrs.update(
+        _versions(),
+        wall_time=time.perf_counter() - start,
+        threads=threads,
+        host=platform.node(),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    return {
+        "status": "ok",
+        "structure_id": task.structure_id,
+        "stage": task.stage,
+        "datasets": datasets,
+        "attrs": attrs,
+    }
+
+
+def failure_result(task: Task, err: BaseException, wall_time: float = 0.0, tb: str | None = None) -> dict:
+    return {
+        "status": "failed",
+        "structure_id": task.structure_id,
+        "index": task.index,
+        "stage": task.stage,
+        "error_type": type(err).__name__,
+        "error": str(err) or repr(err),
+        "traceback": tb if tb is not None else "".join(traceback.format_exception(err)),
+        "wall_time": wall_time,
+        "host": platform.node(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
