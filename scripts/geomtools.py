@@ -14,7 +14,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-from ase import Atoms  # noqa: E402
+from ase import Atoms, units  # noqa: E402
 from ase.data import covalent_radii  # noqa: E402
 from ase.optimize import BFGS  # noqa: E402
 from rdkit import Chem, RDLogger  # noqa: E402
@@ -120,6 +120,61 @@ def hessian(atoms: Atoms, delta: float = 0.005) -> np.ndarray:
     return 0.5 * (h + h.T)
 
 
+def internal_modes(atoms: Atoms, hess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mass-weighted Hessian eigenpairs (eV/Å²/amu; vectors 3N×m, mass-weighted) in the
+    complement of rigid translations and rotations (m = 3N-6, or 3N-5 if linear)."""
+    masses = atoms.get_masses()
+    sqrt_m = np.repeat(np.sqrt(masses), 3)
+    hm = hess / np.outer(sqrt_m, sqrt_m)
+    r = atoms.positions - atoms.get_center_of_mass()
+    rigid = []
+    for k in range(3):
+        axis = np.zeros(3)
+        axis[k] = 1.0
+        rigid.append((np.tile(axis, (len(atoms), 1)) * np.sqrt(masses)[:, None]).ravel())
+        rigid.append((np.cross(axis, r) * np.sqrt(masses)[:, None]).ravel())
+    u, s, _ = np.linalg.svd(np.array(rigid).T, full_matrices=True)
+    basis = u[:, int((s > 1e-6 * s[0]).sum()) :]
+    eigval, eigvec = np.linalg.eigh(basis.T @ hm @ basis)
+    return eigval, basis @ eigvec
+
+
+def wavenumber_to_eigval(wavenumber: float) -> float:
+    """cm⁻¹ -> mass-weighted Hessian eigenvalue in eV/Å²/amu."""
+    omega = 2 * np.pi * units._c * 100 * wavenumber  # rad/s
+    return omega**2 * 1e-20 * units._amu / units._e
+
+
+def signed_wavenumber(eigval: float) -> float:
+    """Hessian eigenvalue -> wavenumber in cm⁻¹, negative for imaginary modes."""
+    return float(np.sign(eigval) * np.sqrt(abs(eigval) / wavenumber_to_eigval(1.0)))
+
+
+def escape_saddles(
+    atoms: Atoms, bonds: set, threshold: float = 50.0, max_rounds: int = 4, step: float = 0.3
+) -> tuple[str, int, float]:
+    """Push an optimised geometry off saddle points, in place.
+
+    While the lowest internal mode is imaginary beyond `threshold` cm⁻¹, displace along it
+    (largest atomic displacement `step` Å, deterministic sign from the eigensolver) and
+    re-optimise. Returns (status, rounds used, final lowest wavenumber in cm⁻¹).
+    """
+    inv_sqrt_m = np.repeat(1.0 / np.sqrt(atoms.get_masses()), 3)
+    for rounds in range(max_rounds + 1):
+        eigval, modes = internal_modes(atoms, hessian(atoms))
+        lowest = signed_wavenumber(eigval[0])
+        if lowest > -threshold or rounds == max_rounds:
+            return "ok", rounds, lowest
+        shift = (inv_sqrt_m * modes[:, 0]).reshape(-1, 3)
+        atoms.positions += step * shift / np.linalg.norm(shift, axis=1).max()
+        converged, _ = optimise(atoms)
+        if not converged:
+            return "not_converged_after_saddle_escape", rounds + 1, lowest
+        if distance_bonds(atoms) != bonds:
+            return "graph_changed_after_saddle_escape", rounds + 1, lowest
+    raise AssertionError("unreachable")
+
+
 def finish_molecule(atoms: Atoms) -> Atoms:
     """Detach the calculator and put the centre of mass at the origin."""
     out = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions)
@@ -128,7 +183,12 @@ def finish_molecule(atoms: Atoms) -> Atoms:
 
 
 def relax_smiles(smiles: str, seed: int, num_confs: int = 8, all_trans_chain: bool = False) -> dict:
-    """Embed + GFN2-xTB optimisation with graph checks; a dict with 'status' and results."""
+    """Embed + GFN2-xTB optimisation + saddle escape, with bond-graph checks.
+
+    Returns a dict with 'status' ("ok" or the reason for dropping) and, if ok, the relaxed
+    Atoms (no calculator), its energy (eV), bonds, lowest wavenumber and a SMILES with
+    stereochemistry perceived from the final geometry.
+    """
     try:
         mol = embed(smiles, seed, num_confs=num_confs, all_trans_chain=all_trans_chain)
     except Exception as err:  # noqa: BLE001 - any RDKit failure is a dropped molecule
@@ -139,17 +199,21 @@ def relax_smiles(smiles: str, seed: int, num_confs: int = 8, all_trans_chain: bo
         return {"status": "embedded_graph_mismatch"}
     try:
         converged, nsteps = optimise(atoms)
+        if not converged:
+            return {"status": "not_converged", "nsteps": nsteps}
+        if distance_bonds(atoms) != bonds:
+            return {"status": "graph_changed", "nsteps": nsteps}
+        status, saddle_rounds, lowest = escape_saddles(atoms, bonds)
     except Exception as err:  # noqa: BLE001 - tblite SCF failure
         return {"status": "xtb_failed", "detail": str(err)}
-    if not converged:
-        return {"status": "not_converged", "nsteps": nsteps}
-    if distance_bonds(atoms) != bonds:
-        return {"status": "graph_changed", "nsteps": nsteps}
-    energy = float(atoms.get_potential_energy())
+    if status != "ok":
+        return {"status": status}
     return {
         "status": "ok",
         "nsteps": nsteps,
-        "energy": energy,
+        "saddle_rounds": saddle_rounds,
+        "lowest_wavenumber": lowest,
+        "energy": xtb_energy(atoms),
         "atoms": finish_molecule(atoms),
         "bonds": sorted(bonds),
         "smiles_3d": stereo_smiles_from_3d(mol, atoms.positions),
