@@ -432,8 +432,8 @@ class _PredictRun:
               "polarizability_derivatives. Default: eigenvalues,dipole,polarizability,charges "
               "(periodic models: eigenvalues,charges).")
 @click.option("--index", default=":", show_default=True, help="Which structures of INPUT (ASE index syntax).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Structures per model call (features are computed for a batch at once).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Structures per model call (features are computed for a batch at once; 8-16 is fastest).")
 @click.option("--kpts", nargs=3, type=click.IntRange(min=1), default=None, metavar="N N N",
               help="k-mesh of periodic models: Monkhorst-Pack (misses Γ for even N) unless --gamma.")
 @click.option("--gamma", is_flag=True, help="Γ-centred k-mesh (with --kpts).")
@@ -543,7 +543,8 @@ def predict(
 @click.option("-o", "--output", "prefix", required=True, help="Writes PREFIX.csv and PREFIX.png.")
 @click.option("--index", default=":", show_default=True, help="Frames to use (ASE index syntax).")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Apply the harmonic quantum correction at this temperature (K).")
+              help="Raman only: Stokes line shape with the harmonic quantum correction at this temperature (K). "
+              "(IR absorption from MD needs no factor: see docs/spectra.md.)")
 @click.option("--max-lag", type=click.IntRange(min=8), default=None,
               help="Longest correlation lag in frames (default: all; shorter = smoother).")
 @click.option("--window", type=click.Choice(["hann", "none"]), default="hann", show_default=True)
@@ -574,9 +575,17 @@ def spectrum(kind, trajectory, dt_fs, prefix, index, temperature, max_lag, windo
     if len(series) < 8:
         raise click.ClickException(f"{len(series)} frames: a spectrum needs at least 8 (more than 1000 is typical)")
     data = np.array(series)
-    kwargs = dict(window=None if window == "none" else window, max_lag=max_lag, temperature=temperature)
+    if temperature is not None and kind == "ir":
+        raise click.UsageError(
+            "--temperature applies to Raman: the IR absorption from classical MD, FT<dμ/dt·dμ/dt>, already equals "
+            "the harmonic quantum-corrected one (docs/spectra.md)"
+        )
+    kwargs = dict(window=None if window == "none" else window, max_lag=max_lag)
     try:
-        result = spectra.ir(data, dt_fs, **kwargs) if kind == "ir" else spectra.raman(data, dt_fs, **kwargs)
+        if kind == "ir":
+            result = spectra.ir(data, dt_fs, **kwargs)
+        else:
+            result = spectra.raman(data, dt_fs, temperature=temperature, **kwargs)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     keep = result.wavenumber <= xmax
