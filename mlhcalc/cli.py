@@ -212,6 +212,26 @@ def label(
 _MODEL_HEADLINE = ("basis", "species", "periodic", "level_of_theory", "metrics")
 
 
+@main.command()
+@click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(exists=True, dir_okay=False))
+@click.option("--restart", is_flag=True, help="Ignore an existing checkpoint and start again (default: resume).")
+def train(config_path: str, restart: bool) -> None:
+    """Train a model on large-basis observables through the QM layer (see docs/training.md).
+
+    A rerun of the same CONFIG resumes from its last checkpoint; Ctrl-C saves one first."""
+    from mlhcalc.training.config import ConfigError
+    from mlhcalc.training.trainer import TrainingInterrupted, train_from_config
+
+    try:
+        model_dir = train_from_config(config_path, resume=not restart)
+    except ConfigError as err:
+        raise click.ClickException(f"invalid training config {config_path}: {err}") from None
+    except TrainingInterrupted as err:
+        click.echo(f"interrupted: {err}", err=True)
+        sys.exit(130)
+    click.echo(f"model written to {model_dir}")
+
+
 def _format_model(name: str, data: dict) -> str:
     """The model card essentials first (basis, species, level of theory, metrics), then the rest."""
     lines = [f"model {name}"]

@@ -45,3 +45,11 @@ def test_corrupt_model_metadata_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MLHCALC_MODELS", str(tmp_path))
     result = CliRunner().invoke(main, ["info", "broken"])
     assert result.exit_code != 0 and "cannot read the metadata" in result.output
+
+
+def test_train_with_a_bad_config_is_a_clear_error(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("output: run\nnot_a_key: 1\n")
+    result = CliRunner().invoke(main, ["train", str(config)])
+    assert result.exit_code != 0
+    assert "invalid training config" in result.output and "not_a_key" in result.output
