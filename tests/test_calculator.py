@@ -11,6 +11,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.units import Bohr, Debye, Hartree
+from reference_matrices import kinetic_stack
 from scipy.spatial.transform import Rotation
 
 import mlhcalc.calculator as calculator_module
@@ -20,7 +21,7 @@ from mlhcalc.features import FeatureHypers, systems_from_atoms
 from mlhcalc.hamiltonian import fit_ridge
 from mlhcalc.model import HamiltonianModel
 from mlhcalc.spectra import harmonic_ir, harmonic_raman
-from mlhcalc.structure import lattice_bohr, positions_bohr, to_cell, to_mole
+from mlhcalc.structure import lattice_bohr, to_cell, to_mole
 
 torch.set_num_threads(1)
 
@@ -55,19 +56,6 @@ def water_model() -> HamiltonianModel:
     fit_ridge(model.block_model, systems_from_atoms(structures), focks)
     return model
 
-
-def kinetic_stack(atoms, translations, basis="gth-szv"):
-    """Kinetic-energy T(T) between the home cell and its images (exact, no lattice sum)."""
-    from pyscf import gto
-
-    symbols = atoms.get_chemical_symbols()
-
-    def mole(positions):
-        return gto.M(atom=list(zip(symbols, positions)), basis=basis, unit="Bohr", spin=None, verbose=0)
-
-    home = mole(positions_bohr(atoms))
-    images = [mole(positions_bohr(atoms) + shift @ lattice_bohr(atoms)) for shift in translations]
-    return np.array([gto.intor_cross("int1e_kin", home, image) for image in images])
 
 
 @functools.cache

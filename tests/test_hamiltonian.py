@@ -7,6 +7,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from ase.neighborlist import neighbor_list
 from equivariance import assert_equivariant
+from reference_matrices import kinetic_stack
 
 from mlhcalc.features import FeatureHypers, systems_from_atoms
 from mlhcalc.hamiltonian import (
@@ -20,7 +21,7 @@ from mlhcalc.hamiltonian import (
     to_tensormap,
 )
 from mlhcalc.hamiltonian.model import BlockModel, fit_ridge, load_block_model, save_block_model
-from mlhcalc.structure import lattice_bohr, positions_bohr, to_mole
+from mlhcalc.structure import to_mole
 
 torch.set_num_threads(1)
 
@@ -142,19 +143,6 @@ def test_d_shell_blocks_rotate_with_wigner_d():
         checks=("rotation", "improper", "permutation"),
     )
 
-
-def kinetic_stack(atoms, translations, basis="gth-szv"):
-    """Kinetic-energy H(T) between the home cell and its images T (exact integrals, no lattice sums)."""
-    from pyscf import gto
-
-    symbols = atoms.get_chemical_symbols()
-
-    def mole(positions):
-        return gto.M(atom=list(zip(symbols, positions)), basis=basis, unit="Bohr", spin=None, verbose=0)
-
-    home = mole(positions_bohr(atoms))
-    images = [mole(positions_bohr(atoms) + shift @ lattice_bohr(atoms)) for shift in translations]
-    return np.array([gto.intor_cross("int1e_kin", home, image) for image in images])
 
 
 def periodic_kinetic_blocks(atoms, basis="gth-szv", cutoff=4.0):
