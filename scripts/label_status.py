@@ -1,5 +1,6 @@
 """Print how complete each labelled dataset is: finished and failed structure-stages per set,
-the number of structures with a polarizability per stage, and the disk size.
+the number of structures with a polarizability per stage, the median wall time of a
+stage (as stored by the labeller, shared machine) and the disk size.
 
     python scripts/label_status.py            # markdown table for docs/data.md
 """
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 from ase.io import read as ase_read
 
 from mlhcalc.reference.storage import scan
@@ -23,32 +25,35 @@ SETS = {
 }
 
 
-def _with_polarizability(paths) -> int:
-    count = 0
+def _stage_facts(paths, stage: str) -> tuple[int, float]:
+    """How many of the stage files hold a polarizability, and their median wall time (s)."""
+    count, wall_times = 0, []
     for path in paths:
         with h5py.File(path, "r") as root:
             (sid,) = root["structures"].keys()
-            group = root["structures"][sid]
-            count += any("polarizability" in group[key] for key in group if isinstance(group[key], h5py.Group))
-    return count
+            group = root["structures"][sid][stage]
+            count += "polarizability" in group
+            wall_times.append(float(group.attrs.get("wall_time", np.nan)))
+    return count, float(np.median(wall_times)) if wall_times else float("nan")
 
 
 def main(root: Path) -> None:
-    print("| set | structures | stage | finished | failed | with polarizability | size on disk |")
-    print("|---|---|---|---|---|---|---|")
+    print("| set | structures | stage | finished | failed | with polarizability | median wall time | size on disk |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, (structures, labels) in SETS.items():
         n_structures = len(ase_read(root / structures, index=":"))
         content = scan(root / labels)
         stages = sorted({stage for _, stage in content.done} | {stage for _, stage in content.failed})
         size = sum(p.stat().st_size for p in (root / labels).glob("*")) / 1e6 if (root / labels).is_dir() else 0.0
         if not stages:
-            print(f"| {name} | {n_structures} | – | 0 | 0 | 0 | 0 MB |")
+            print(f"| {name} | {n_structures} | – | 0 | 0 | 0 | – | 0 MB |")
         for stage in stages:
             done = [path for (sid, s), path in content.done.items() if s == stage]
             failed = sum(1 for (_, s) in content.failed if s == stage)
+            with_alpha, wall_time = _stage_facts(done, stage)
             print(
-                f"| {name} | {n_structures} | {stage} | {len(done)} | {failed} | {_with_polarizability(done)} "
-                f"| {size:.1f} MB |"
+                f"| {name} | {n_structures} | {stage} | {len(done)} | {failed} | {with_alpha} "
+                f"| {wall_time:.1f} s | {size:.1f} MB |"
             )
 
 
