@@ -1,0 +1,365 @@
+"""Direct fit: closed-form ridge regression of minimal-basis Fock matrices (``fock_minimal``).
+
+The model is a :class:`mlhcalc.model.HamiltonianModel` (equivariant features → per-block linear
+heads → raw AO Fock matrix in PySCF order); this module fits its weights to reference Fock
+matrices and measures what matters downstream: orbital energies, HOMO–LUMO gap, dipole.
+
+Pieces (all deterministic; features are seeded, the solves are closed form):
+
+- :func:`load_labelled` reads the labels (``mlhcalc.reference.read``) and groups them by split.
+- :class:`Reference` caches per structure the integrals (S, r), occupation and reference labels,
+  so candidate Fock matrices can be scored cheaply (:func:`fock_observables`, :func:`score`).
+- :func:`normal_equations` accumulates XᵀX, XᵀY, Σy² per head (the same problem
+  :func:`mlhcalc.hamiltonian.fit_ridge` solves); :func:`solve` sets the weights for one
+  regularisation per head; :func:`validation_sse` / :func:`select_regularization` choose each
+  head's regularisation on held-out normal equations (each head is an independent least-squares
+  problem, so this is exact and costs no refit of features).
+- :func:`truncate_to_cutoff`: the reference Fock with the blocks of atom pairs beyond the feature
+  cutoff set to zero (what the model can at best represent): the cutoff floor.
+- :func:`to_lowdin` / :func:`from_lowdin`: S^∓1/2 F S^∓1/2, for fitting experiments in the
+  Löwdin-orthogonalised basis (the shipped model predicts the raw AO Fock matrix).
+
+Observables use the overlap and dipole integrals at the structure's positions (PySCF), the
+dipole origin of the labels (``atoms.info['dipole_origin']``, else
+:func:`mlhcalc.structure.dipole_origin`), aufbau occupations and the numpy generalised
+eigensolver; ``tests/test_direct_fit.py`` pins them against
+:func:`mlhcalc.qm.molecular.molecule_properties`.
+
+The normal equations come from ``mlhcalc.hamiltonian.model._accumulate_normal_equations`` (private:
+the same accumulation ``fit_ridge`` uses), so the two fits cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+import torch
+from ase import Atoms
+
+from mlhcalc.features import systems_from_atoms
+from mlhcalc.hamiltonian.blocks import reconstruct
+from mlhcalc.hamiltonian.model import BlockModel, _accumulate_normal_equations, model_layouts
+from mlhcalc.structure import dipole_origin, positions_bohr, to_mole
+from mlhcalc.training import metrics
+
+__all__ = [
+    "SPLITS",
+    "load_labelled",
+    "label_files",
+    "Reference",
+    "fock_observables",
+    "score",
+    "truncate_to_cutoff",
+    "to_lowdin",
+    "from_lowdin",
+    "normal_equations",
+    "add_normal_equations",
+    "solve",
+    "validation_sse",
+    "select_regularization",
+    "predict_focks",
+    "CachedPredictor",
+    "resolve_regularization",
+    "log_grid",
+]
+
+SPLITS = ("train", "val", "test")
+FOCK_KEY = "fock_minimal"
+
+
+# ------------------------------------------------------------------------------------------ data
+def load_labelled(labels: str | Path, key: str = FOCK_KEY) -> dict[str, list[Atoms]]:
+    """Structures of ``labels`` (a ``.d`` directory or consolidated ``.h5``) that carry ``key``,
+    grouped by ``atoms.info['split']`` (input order kept)."""
+    from mlhcalc.reference import read
+
+    groups: dict[str, list[Atoms]] = {}
+    for atoms in read(labels):
+        if key in atoms.info:
+            groups.setdefault(str(atoms.info.get("split", "none")), []).append(atoms)
+    return groups
+
+
+def label_files(labels_dir: str | Path, atoms_list: Sequence[Atoms], stage: str = "minimal") -> list[Path]:
+    """The per-structure label files (``<structure_id>.<stage>.h5``) behind ``atoms_list``, sorted."""
+    directory = Path(labels_dir)
+    paths = sorted(directory / f"{atoms.info['structure_id']}.{stage}.h5" for atoms in atoms_list)
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} label files missing, e.g. {missing[0]}")
+    return paths
+
+
+# ----------------------------------------------------------------------------------- observables
+@dataclass
+class Reference:
+    """One structure's integrals and reference labels (atomic units)."""
+
+    numbers: np.ndarray
+    positions: np.ndarray  # bohr
+    origin: np.ndarray  # bohr, origin of ``dipole_ints``
+    overlap: np.ndarray
+    dipole_ints: np.ndarray  # (3, nao, nao), <mu|r - origin|nu>
+    ao_atom: np.ndarray
+    nocc: int
+    fock: np.ndarray | None
+    mo_energy: np.ndarray | None
+    dipole: np.ndarray | None
+    polarizability: np.ndarray | None  # CPKS (self-consistent) when labelled
+
+    @classmethod
+    def from_atoms(cls, atoms: Atoms, basis: str = "sto-3g", suffix: str = "minimal") -> Reference:
+        mol = to_mole(atoms, basis)
+        origin = np.asarray(atoms.info.get("dipole_origin", dipole_origin(atoms)), dtype=float)
+        with mol.with_common_orig(origin):
+            dipole_ints = mol.intor("int1e_r")
+        ao_atom = np.zeros(mol.nao_nr(), dtype=int)
+        for atom, (_, _, ao0, ao1) in enumerate(mol.aoslice_by_atom()):
+            ao_atom[ao0:ao1] = atom
+        if mol.nelectron % 2:
+            raise ValueError("closed shells only")
+        info = atoms.info
+
+        def label(name):
+            value = info.get(f"{name}_{suffix}")
+            return None if value is None else np.asarray(value, dtype=float)
+
+        return cls(
+            numbers=atoms.get_atomic_numbers(),
+            positions=positions_bohr(atoms),
+            origin=origin,
+            overlap=mol.intor("int1e_ovlp"),
+            dipole_ints=dipole_ints,
+            ao_atom=ao_atom,
+            nocc=mol.nelectron // 2,
+            fock=label("fock"),
+            mo_energy=label("mo_energy"),
+            dipole=label("dipole"),
+            polarizability=label("polarizability"),
+        )
+
+
+def fock_observables(ref: Reference, fock: np.ndarray, polarizability: bool = False) -> dict[str, np.ndarray]:
+    """MO energies (Ha), dipole (e·bohr, about ``ref.origin``) and optionally the sum-over-states
+    (non-self-consistent) polarizability (a.u.) of the Fock matrix ``fock`` (aufbau, closed shell)."""
+    fock = 0.5 * (fock + fock.T)
+    mo_energy, mo_coeff = scipy.linalg.eigh(fock, ref.overlap)
+    occupied = mo_coeff[:, : ref.nocc]
+    density = 2.0 * occupied @ occupied.T
+    electronic = -np.einsum("cmn,nm->c", ref.dipole_ints, density)
+    nuclear = (ref.numbers[:, None] * (ref.positions - ref.origin)).sum(0)
+    result = {"mo_energy": mo_energy, "dipole": electronic + nuclear}
+    if polarizability:
+        virtual = mo_coeff[:, ref.nocc :]
+        r_ai = np.einsum("ma,cmn,ni->cai", virtual, ref.dipole_ints, occupied)
+        gaps = mo_energy[ref.nocc :, None] - mo_energy[None, : ref.nocc]
+        result["polarizability"] = 4.0 * np.einsum("xai,yai->xy", r_ai, r_ai / gaps)
+    return result
+
+
+def score(refs: Sequence[Reference], focks: Sequence[np.ndarray], polarizability: bool = False) -> dict[str, float]:
+    """Metrics of predicted Fock matrices against the stored reference labels of ``refs``:
+    Fock MAE (Ha), occupied/valence/HOMO/LUMO/gap MAE (eV), dipole MAE (D); with
+    ``polarizability``, the SOS α of ``focks`` against the stored (CPKS) α where labelled."""
+    observables = [fock_observables(r, f, polarizability) for r, f in zip(refs, focks)]
+    nocc = [r.nocc for r in refs]
+    result = {"n_structures": len(refs), "fock_mae_ha": metrics.fock_mae_ha(focks, [r.fock for r in refs])}
+    result.update(
+        metrics.orbital_energy_metrics(
+            [o["mo_energy"] for o in observables], [r.mo_energy for r in refs], nocc, [r.numbers for r in refs]
+        )
+    )
+    result["dipole_mae_debye"] = metrics.dipole_mae_debye(
+        np.array([o["dipole"] for o in observables]), np.array([r.dipole for r in refs])
+    )
+    if polarizability:
+        pairs = [
+            (o["polarizability"], r.polarizability) for o, r in zip(observables, refs) if r.polarizability is not None
+        ]
+        if pairs:
+            alpha = metrics.polarizability_metrics(np.array([p for p, _ in pairs]), np.array([q for _, q in pairs]))
+            result.update({f"alpha_{k}": v for k, v in alpha.items()})
+            result["alpha_n_structures"] = len(pairs)
+    return result
+
+
+def _overlap_power(overlap: np.ndarray, power: float) -> np.ndarray:
+    values, vectors = np.linalg.eigh(overlap)
+    return (vectors * values**power) @ vectors.T
+
+
+def to_lowdin(ref: Reference, fock: np.ndarray) -> np.ndarray:
+    """S^-1/2 F S^-1/2: the Fock matrix in Löwdin-orthogonalised AOs (each keeps its atom and (n, l, m)
+    label, and S^±1/2 is a rotation-covariant function of the geometry, so the blocks transform as
+    the raw AO ones do)."""
+    root = _overlap_power(ref.overlap, -0.5)
+    return root @ fock @ root
+
+
+def from_lowdin(ref: Reference, fock_lowdin: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`to_lowdin`: S^1/2 F_L S^1/2 (raw AO basis)."""
+    root = _overlap_power(ref.overlap, 0.5)
+    return root @ fock_lowdin @ root
+
+
+def truncate_to_cutoff(ref: Reference, fock: np.ndarray, cutoff_bohr: float) -> np.ndarray:
+    """``fock`` with the blocks of atom pairs at distance ≥ ``cutoff_bohr`` set to zero."""
+    distances = np.linalg.norm(ref.positions[:, None] - ref.positions[None], axis=-1)
+    keep = distances[ref.ao_atom[:, None], ref.ao_atom[None, :]] < cutoff_bohr
+    return np.where(keep, fock, 0.0)
+
+
+# --------------------------------------------------------------------------------------- fitting
+def normal_equations(model: BlockModel, atoms_list: Sequence[Atoms], focks, batch_size: int = 16) -> dict[str, list]:
+    """Per head: [XᵀX, XᵀY, Σy², rows] over ``atoms_list`` with target Fock matrices ``focks``
+    (the bias column, if the head has one, is the last one of X)."""
+    normal: dict[str, list] = {}
+    with torch.no_grad():
+        for start in range(0, len(atoms_list), batch_size):
+            chunk = slice(start, start + batch_size)
+            targets = [torch.as_tensor(np.asarray(f), dtype=torch.float64) for f in focks[chunk]]
+            _accumulate_normal_equations(model, systems_from_atoms(list(atoms_list[chunk])), targets, None, normal)
+    return normal
+
+
+PENALTIES = ("mean", "diagonal")
+
+
+def add_normal_equations(*parts: dict[str, list]) -> dict[str, list]:
+    """Sum of normal equations of disjoint sets of structures (they are additive)."""
+    total: dict[str, list] = {}
+    for part in parts:
+        for name, values in part.items():
+            if name in total:
+                total[name] = [a + b for a, b in zip(total[name], values)]
+            else:
+                total[name] = list(values)
+    return total
+
+
+def _penalised_solve(
+    model: BlockModel, name: str, gram: torch.Tensor, moment: torch.Tensor, regularization: float, penalty: str = "mean"
+):
+    n_weights = model.weights[name].shape[0]
+    diagonal = torch.diagonal(gram)[:n_weights]
+    if penalty == "mean":  # fit_ridge's choice: one penalty for all features of the head
+        added = regularization * diagonal.mean().clamp(min=1e-300)
+    elif penalty == "diagonal":  # the same as standardising every feature column (no centring)
+        added = regularization * diagonal.clamp(min=1e-300 + 1e-14 * float(diagonal.max()))
+    else:
+        raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
+    regularized = gram.clone()
+    regularized.diagonal()[:n_weights] += added
+    return torch.linalg.solve(regularized, moment)
+
+
+def solve(
+    model: BlockModel, normal: dict[str, list], regularization: float | dict[str, float], penalty: str = "mean"
+) -> list[str]:
+    """Set the weights (and biases) of every head in ``normal`` to the ridge solution. Penalty:
+    ``"mean"``: ``regularization`` × mean diagonal of XᵀX for every weight (as ``fit_ridge``);
+    ``"diagonal"``: ``regularization`` × (XᵀX)_kk for weight k (ridge on standardised features). The
+    bias is not penalised; a dict gives one value per head. Heads without training rows keep zero
+    weights; their names are returned."""
+    empty = []
+    with torch.no_grad():
+        for name, weight in model.weights.items():
+            weight.zero_()
+            if name in model.biases:
+                model.biases[name].zero_()
+            if name not in normal or normal[name][3] == 0:
+                empty.append(name)
+                continue
+            gram, moment, _, _ = normal[name]
+            lam = regularization[name] if isinstance(regularization, dict) else regularization
+            solution = _penalised_solve(model, name, gram, moment, lam, penalty)
+            weight.copy_(solution[: weight.shape[0]])
+            if name in model.biases:
+                model.biases[name].copy_(solution[weight.shape[0]])
+    return empty
+
+
+def validation_sse(
+    model: BlockModel, train: dict[str, list], held_out: dict[str, list], grid: Sequence[float], penalty: str = "mean"
+) -> dict[str, np.ndarray]:
+    """Per head, the held-out sum of squared errors of the coupled values (= squared Frobenius
+    error of the independent Fock elements) for each regularisation in ``grid``."""
+    result = {}
+    with torch.no_grad():
+        for name, (gram, moment, _, count) in train.items():
+            if count == 0 or name not in held_out:
+                continue
+            gram_v, moment_v, squares_v, _ = held_out[name]
+            errors = []
+            for lam in grid:
+                w = _penalised_solve(model, name, gram, moment, lam, penalty)
+                sse = squares_v.sum() - 2 * (w * moment_v).sum() + (w * (gram_v @ w)).sum()
+                errors.append(float(sse))
+            result[name] = np.asarray(errors)
+    return result
+
+
+def select_regularization(sse: dict[str, np.ndarray], grid: Sequence[float], default: float) -> dict[str, float]:
+    """Per head, the grid value of lowest held-out error (ties → the larger regularisation);
+    heads without held-out rows get ``default``."""
+    grid = np.asarray(grid, dtype=float)
+    chosen = {}
+    for name, errors in sse.items():
+        best = errors.min()
+        candidates = np.nonzero(errors <= best * (1 + 1e-12) + 1e-300)[0]
+        chosen[name] = float(grid[candidates].max())
+    chosen["__default__"] = float(default)
+    return chosen
+
+
+def resolve_regularization(model: BlockModel, chosen: dict[str, float]) -> dict[str, float]:
+    return {name: chosen.get(name, chosen["__default__"]) for name in model.weights}
+
+
+def predict_focks(model: BlockModel, atoms_list: Sequence[Atoms], batch_size: int = 16) -> list[np.ndarray]:
+    """Predicted Fock matrices (numpy, hartree, PySCF AO order) of molecules."""
+    focks = []
+    with torch.no_grad():
+        for start in range(0, len(atoms_list), batch_size):
+            for _, fock in model(systems_from_atoms(list(atoms_list[start : start + batch_size]))):
+                focks.append(fock.numpy().copy())
+    return focks
+
+
+class CachedPredictor:
+    """Features and block layouts of fixed structures, computed once, so the Fock matrices of many
+    weight settings of ``model`` (e.g. a regularisation scan) cost only the linear heads."""
+
+    def __init__(self, model: BlockModel, atoms_list: Sequence[Atoms], batch_size: int = 16):
+        self.model = model
+        self.batches = []
+        with torch.no_grad():
+            for start in range(0, len(atoms_list), batch_size):
+                systems = systems_from_atoms(list(atoms_list[start : start + batch_size]))
+                features = model.features(systems)
+                self.batches.append((features, model_layouts(features, systems, model.basis)))
+
+    def predict(self) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [
+                reconstruct(self.model.coupled(features, layout), layout).numpy().copy()
+                for features, layouts in self.batches
+                for layout in layouts
+            ]
+
+
+def timed(function, *args, **kwargs):
+    """(result, wall seconds, CPU seconds of this process)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def log_grid(low: int, high: int) -> list[float]:
+    """10^low … 10^high, one value per decade."""
+    return [float(10.0**k) for k in range(low, high + 1)]
