@@ -427,21 +427,8 @@ def main(argv=None):
     rows = []
     for cutoff in (6.0, 8.0, 10.0, 12.0):
         r = direct.score(data.refs["test"], [direct.truncate_to_cutoff(x, x.fock, cutoff) for x in data.refs["test"]])
-        rows.append(
-            [
-                f"{cutoff:g}",
-                r["fock_mae_ha"],
-                r["occupied_mae_ev"],
-                r["valence_mae_ev"],
-                r["lumo_mae_ev"],
-                r["gap_mae_ev"],
-                r["dipole_mae_debye"],
-            ]
-        )
-    print(
-        table(["cutoff (bohr)", "Fock MAE Ha", "occ. MAE eV", "valence eV", "LUMO eV", "gap eV", "dipole D"], rows),
-        "\n",
-    )
+        rows.append([f"{cutoff:g}", *(r[k] for k in CURVE_KEYS)])
+    print(table(["cutoff (bohr)", *CURVE_HEADER[2:]], rows), "\n")
 
     if args.lowdin_experiment:
         lowdin, lrecord, _ = fit(data, hypers, (chosen["penalty"],), STRATEGIES, target="lowdin")
@@ -449,22 +436,12 @@ def main(argv=None):
         for split in ("val", "test"):
             focks = data.to_ao(split, direct.predict_focks(lowdin.block_model, data.splits[split]), "lowdin")
             r = direct.score(data.refs[split], focks)
-            rows.append(
-                [
-                    split,
-                    r["fock_mae_ha"],
-                    r["occupied_mae_ev"],
-                    r["valence_mae_ev"],
-                    r["lumo_mae_ev"],
-                    r["gap_mae_ev"],
-                    r["dipole_mae_debye"],
-                ]
-            )
+            rows.append([split, *(r[k] for k in CURVE_KEYS)])
         print(
             f"## Experiment (not shipped): fit S^-1/2 F S^-1/2 instead of F, same hypers, penalty {chosen['penalty']}, "
             f"{lrecord['strategy']} regularisation ({lrecord['regularization_label']}); errors of S^1/2 F_L S^1/2\n"
         )
-        print(table(["split", "Fock MAE Ha", "occ. MAE eV", "valence eV", "LUMO eV", "gap eV", "dipole D"], rows), "\n")
+        print(table(["split", *CURVE_HEADER[2:]], rows), "\n")
 
     if args.learning_curve:
         print("## Learning curve of the chosen model (per-head regularisation re-chosen on val at each size)\n")
