@@ -157,6 +157,11 @@ def test_read_round_trip_keys_units_and_metadata(molecule_run):
         assert group["large"].attrs["wall_time"] > 0
         assert group["large"].attrs["threads"] == 1
         assert "polarizability" in root["structures/000000/large_polarizability"]
+        # both large-basis stages of h2 were due: one task, one SCF, the CPKS reusing it
+        alpha_attrs = root["structures/000000/large_polarizability"].attrs
+        assert alpha_attrs["scf_shared_with_stage"] == "large"
+        assert alpha_attrs["wall_time"] > root["structures/000000/large"].attrs["wall_time"]
+        assert alpha_attrs["scf_cycles"] == root["structures/000000/large"].attrs["scf_cycles"]
     provenance = read(out, provenance=True)[1].info["provenance"]
     assert provenance["large"]["grid_level"] == 3
 
@@ -378,3 +383,29 @@ def test_interrupted_run_resumes_each_structure_once(tmp_path):
     labelled = read(directory)
     assert [a.info["structure_id"] for a in labelled] == [f"{i:06d}" for i in range(6)]
     assert [a.get_chemical_formula() for a in labelled] == [a.get_chemical_formula() for a in structures]
+
+
+def test_failed_cpks_keeps_the_joint_scf_labels(tmp_path, monkeypatch):
+    """A joint large + polarizability task whose CPKS fails still records the SCF labels; only the
+    polarizability stage is a failure (and is the only stage a --retry-failed run recomputes)."""
+    import mlhcalc.reference.compute as compute
+
+    def broken_cpks(mf, level):
+        raise RuntimeError("CPKS did not converge (injected)")
+
+    monkeypatch.setattr(compute, "_cpks", broken_cpks)
+    h2 = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])
+    out = tmp_path / "h2.h5"
+    kwargs = dict(stages="large,large_polarizability", polarizability="all", workers=0, basis_large="sto-3g")
+    summary = label([h2], out, **kwargs)
+    assert summary.computed == [("000000", "large")]
+    assert [(f["stage"], f["error_type"]) for f in summary.failed] == [("large_polarizability", "RuntimeError")]
+    (atoms,) = read(out.with_suffix(".d"))
+    assert "mo_energy_large" in atoms.info and "polarizability_large" not in atoms.info
+    monkeypatch.undo()
+    summary = label([h2], out, retry_failed=True, **kwargs)
+    assert summary.computed == [("000000", "large_polarizability")] and not summary.failed
+    (atoms,) = read(out.with_suffix(".d"))
+    alpha = atoms.info["polarizability_large"]
+    # H2 in STO-3G: only the bond axis responds (no perpendicular virtual orbitals)
+    assert alpha.shape == (3, 3) and alpha[2, 2] > 1.0 and np.allclose(alpha[:2], 0, atol=1e-8)

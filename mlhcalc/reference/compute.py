@@ -28,6 +28,7 @@ __all__ = [
     "molecule_minimal",
     "molecule_large",
     "molecule_large_polarizability",
+    "molecule_large_with_polarizability",
     "silicon_stage",
     "parse_kmesh",
     "compute_stage",
@@ -181,6 +182,10 @@ def molecule_large(
 ) -> tuple[Datasets, dict]:
     """def2-TZVP B3LYPG with density fitting: all MO energies, nocc, dipole, energy."""
     mol, mf, attrs = _large_scf(atoms, charge, level, basis)
+    return _large_labels(mol, mf, atoms, charge, attrs)
+
+
+def _large_labels(mol, mf, atoms: Atoms, charge: int, attrs: dict) -> tuple[Datasets, dict]:
     dipole, origin = _dipole(mf, atoms, charge)
     datasets: Datasets = {
         "mo_energy": (np.asarray(mf.mo_energy, dtype=np.float64), HARTREE),
@@ -189,8 +194,14 @@ def molecule_large(
         "dipole_origin": (origin, BOHR),
         "energy": (np.float64(mf.e_tot), HARTREE),
     }
-    attrs["mo_energy_definition"] = "mf.mo_energy of the converged SCF"
-    return datasets, attrs
+    return datasets, {**attrs, "mo_energy_definition": "mf.mo_energy of the converged SCF"}
+
+
+def _large_polarizability_from(mf, attrs: dict, level: MoleculeLevel) -> tuple[Datasets, dict]:
+    start = time.perf_counter()
+    alpha = _cpks(mf, level)
+    attrs = {**attrs, **_cpks_attrs(level), "polarizability_wall_time": time.perf_counter() - start}
+    return {"polarizability": (alpha, POLARIZABILITY)}, attrs
 
 
 def molecule_large_polarizability(
@@ -198,10 +209,24 @@ def molecule_large_polarizability(
 ) -> tuple[Datasets, dict]:
     """The CPKS static polarizability at the large level (reruns the SCF of :func:`molecule_large`)."""
     _, mf, attrs = _large_scf(atoms, charge, level, basis)
-    start = time.perf_counter()
-    alpha = _cpks(mf, level)
-    attrs.update(_cpks_attrs(level), polarizability_wall_time=time.perf_counter() - start)
-    return {"polarizability": (alpha, POLARIZABILITY)}, attrs
+    return _large_polarizability_from(mf, attrs, level)
+
+
+def molecule_large_with_polarizability(
+    atoms: Atoms, charge: int, level: MoleculeLevel = MOLECULE, basis: str | None = None
+) -> tuple[Datasets, dict, Datasets | BaseException, dict]:
+    """The ``large`` and ``large_polarizability`` stages from ONE SCF (the CPKS reuses it).
+
+    Returns (large datasets, large attrs, polarizability datasets or the exception the CPKS raised,
+    polarizability attrs): a failed CPKS never loses the finished SCF labels.
+    """
+    mol, mf, attrs = _large_scf(atoms, charge, level, basis)
+    datasets, large_attrs = _large_labels(mol, mf, atoms, charge, attrs)
+    try:
+        alpha_datasets, alpha_attrs = _large_polarizability_from(mf, attrs, level)
+    except Exception as err:  # recorded as the failure of the polarizability stage only
+        return datasets, large_attrs, err, {}
+    return datasets, large_attrs, alpha_datasets, alpha_attrs
 
 
 def parse_kmesh(value) -> tuple[int, int, int]:

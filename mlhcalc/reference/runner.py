@@ -11,6 +11,7 @@ structure-stage is recorded with its error and the run goes on; it is retried on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
@@ -247,6 +248,7 @@ def _plan(
                 charge = resolve_charge(atoms)
         header = storage.structure_header(atoms, sid, index, charge, input_file)
         plan.headers[sid] = header
+        todo = []
         for stage in applicable:
             key = (sid, stage)
             if key in content.done:
@@ -262,6 +264,12 @@ def _plan(
             if key in content.failed and not retry_failed:
                 plan.skipped_failed += 1
                 continue
+            todo.append(stage)
+        # both large-basis stages due: one task, one SCF (the CPKS reuses it)
+        joint = error is None and level == "molecule" and "large" in todo and "large_polarizability" in todo
+        if joint:
+            todo.remove("large_polarizability")
+        for stage in todo:
             task = Task(
                 structure_id=sid,
                 index=index,
@@ -273,6 +281,7 @@ def _plan(
                 kmesh=mesh,
                 basis_large=basis_large,
                 threads=threads,
+                joint_polarizability=joint and stage == "large",
             )
             if error is not None:
                 failure = failure_result(task, error, tb="")
@@ -416,7 +425,7 @@ def label(
         for failure in plan.invalid:
             storage.write_failure(directory, failure)
             summary.failed.append(failure)
-        summary.n_tasks = len(plan.tasks)
+        summary.n_tasks = sum(1 + t.joint_polarizability for t in plan.tasks)
         if plan.tasks:
             _run(plan, fn, directory, level, workers, threads, scheduler, progress, input_file, summary)
         if consolidate:
@@ -440,7 +449,10 @@ def _run(plan, fn, directory, level, workers, threads, scheduler, progress, inpu
         else:
             backend = _LocalBackend(min(workers, len(plan.tasks)), threads)
         bar = tqdm(
-            total=len(plan.tasks), desc="label", unit="stage", disable=None if progress is None else not progress
+            total=sum(1 + t.joint_polarizability for t in plan.tasks),
+            desc="label",
+            unit="stage",
+            disable=None if progress is None else not progress,
         )
         aborted = True
         try:
@@ -461,7 +473,7 @@ def _run(plan, fn, directory, level, workers, threads, scheduler, progress, inpu
                         result = failure_result(task, err)
                     suspects.discard((task.structure_id, task.stage))
                     _record(result, task, plan, directory, level, input_file, summary)
-                    bar.update(1)
+                    bar.update(1 + task.joint_polarizability)
                     bar.set_postfix(failed=len(summary.failed), refresh=False)
                 if in_flight_when_broken:
                     in_flight_when_broken += list(running.values())
@@ -492,6 +504,16 @@ def _run(plan, fn, directory, level, workers, threads, scheduler, progress, inpu
 
 
 def _record(result: dict, task: Task, plan: _Plan, directory: Path, level: str, input_file: str, summary) -> None:
+    for extra in result.pop("extra", ()):  # a joint task's second stage (same structure)
+        _record(
+            extra,
+            dataclasses.replace(task, stage=extra["stage"], joint_polarizability=False),
+            plan,
+            directory,
+            level,
+            input_file,
+            summary,
+        )
     if result.get("status") == "ok":
         storage.write_stage(
             directory, level, plan.headers[task.structure_id], task.stage, result["datasets"], result["attrs"]

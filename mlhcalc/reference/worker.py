@@ -8,6 +8,7 @@ died, an injected error) is recorded by the parent the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import signal
@@ -37,6 +38,7 @@ class Task:
     kmesh: tuple[int, int, int] | None = None
     basis_large: str | None = None
     threads: int = 1
+    joint_polarizability: bool = False  # stage "large" that also computes "large_polarizability" (one SCF)
 
 
 def set_threads(threads: int) -> int:
@@ -97,29 +99,58 @@ def _versions() -> dict:
 
 
 def run_task(task: Task) -> dict:
-    """Compute one structure-stage; never raises for a failed calculation (returns ``status='failed'``)."""
-    from mlhcalc.reference.compute import compute_stage
+    """Compute one structure-stage; never raises for a failed calculation (returns ``status='failed'``).
+
+    A ``joint_polarizability`` task (stage ``large``) also returns the ``large_polarizability``
+    stage, computed from the same SCF, as ``result["extra"]`` (a result dict of the same form, or a
+    failure if only the CPKS failed).
+    """
+    from mlhcalc.reference.compute import compute_stage, molecule_large_with_polarizability
+    from mlhcalc.reference.levels import MoleculeLevel
 
     start = time.perf_counter()
+    alpha = alpha_attrs = None
     try:
         threads = set_threads(task.threads)
-        datasets, attrs = compute_stage(task)
+        if task.joint_polarizability:
+            datasets, attrs, alpha, alpha_attrs = molecule_large_with_polarizability(
+                task.atoms, task.charge, MoleculeLevel(), task.basis_large
+            )
+        else:
+            datasets, attrs = compute_stage(task)
     except Exception as err:  # recorded per structure; the run goes on
         return failure_result(task, err, time.perf_counter() - start)
-    attrs.update(
-        _versions(),
-        wall_time=time.perf_counter() - start,
-        threads=threads,
-        host=platform.node(),
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    )
-    return {
+    wall = time.perf_counter() - start
+    common = {
+        **_versions(),
+        "threads": threads,
+        "host": platform.node(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    cpks_time = (alpha_attrs or {}).get("polarizability_wall_time", 0.0)
+    attrs.update(common, wall_time=wall - cpks_time)
+    result = {
         "status": "ok",
         "structure_id": task.structure_id,
         "stage": task.stage,
         "datasets": datasets,
         "attrs": attrs,
     }
+    if task.joint_polarizability:
+        alpha_task = dataclasses.replace(task, stage="large_polarizability", joint_polarizability=False)
+        if isinstance(alpha, BaseException):
+            extra = failure_result(alpha_task, alpha, wall)
+        else:
+            alpha_attrs.update(common, wall_time=wall, scf_shared_with_stage="large")
+            extra = {
+                "status": "ok",
+                "structure_id": task.structure_id,
+                "stage": alpha_task.stage,
+                "datasets": alpha,
+                "attrs": alpha_attrs,
+            }
+        result["extra"] = [extra]
+    return result
 
 
 def failure_result(task: Task, err: BaseException, wall_time: float = 0.0, tb: str | None = None) -> dict:
