@@ -111,6 +111,11 @@ class TargetsConfig:
 @dataclass(frozen=True)
 class OptimizerConfig:
     """``adam`` (mini-batches, ``lr``, optional ``weight_decay``, optional reduce-on-plateau of the
+    learning rate ...) or ``lbfgs`` (below). ``anchor`` (both): L2-SP penalty
+    anchor · Σ‖θ − θ₀‖² / Σ‖θ₀‖² that keeps the weights near the starting model θ₀ (the STO-3G fit)
+    where the targets do not constrain them.
+
+    ``adam`` (mini-batches, ``lr``, optional ``weight_decay``, optional reduce-on-plateau of the
     learning rate by ``plateau_factor`` after ``plateau_patience`` epochs without a better val loss)
     or ``lbfgs`` (full batch, one ``torch.optim.LBFGS`` step of at most ``lbfgs_max_iter``
     iterations with a strong-Wolfe line search per epoch)."""
@@ -118,6 +123,7 @@ class OptimizerConfig:
     name: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
+    anchor: float = 0.0
     plateau_factor: float | None = None
     plateau_patience: int = 5
     lbfgs_max_iter: int = 20
@@ -346,6 +352,7 @@ def _optimizer(values) -> OptimizerConfig:
         name=name,
         lr=_number(values.get("lr", 1.0 if name == "lbfgs" else 1e-3), "optimizer.lr", low=0, low_open=True),
         weight_decay=_number(values.get("weight_decay", 0.0), "optimizer.weight_decay", low=0),
+        anchor=_number(values.get("anchor", 0.0), "optimizer.anchor", low=0),
         plateau_factor=factor,
         plateau_patience=_number(values.get("plateau_patience", 5), "optimizer.plateau_patience", integer=True, low=0),
         lbfgs_max_iter=_number(values.get("lbfgs_max_iter", 20), "optimizer.lbfgs_max_iter", integer=True, low=1),

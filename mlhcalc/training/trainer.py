@@ -339,6 +339,7 @@ class Trainer:
             _atomic_text(json.dumps(config.to_dict(), indent=1, sort_keys=True), self.output / "config.json")
         self.block_model = self.model.block_model
         self.parameters = [p for p in self.block_model.parameters() if p.requires_grad]
+        self.anchor = self._anchor_parameters() if config.optimizer.anchor > 0 else None
         if hasattr(self.block_model.features, "compression") and isinstance(
             self.block_model.features.compression, torch.nn.Parameter
         ):
@@ -387,6 +388,23 @@ class Trainer:
         self._compiled_buckets: set[int] = set()  # AO buckets whose training step is compiled
         self.checkpoint = None
 
+    def _anchor_parameters(self) -> list[torch.Tensor]:
+        """θ₀ of the L2-SP penalty: the starting model (``init_model/`` of this run, also on resume)."""
+        from mlhcalc.model import HamiltonianModel
+
+        start = HamiltonianModel.load(self.output / INIT_MODEL_DIR).block_model
+        reference = dict(start.named_parameters())
+        names = [n for n, p in self.block_model.named_parameters() if p.requires_grad]
+        return [reference[n].detach().clone() for n in names]
+
+    def anchor_penalty(self) -> torch.Tensor:
+        """optimizer.anchor · Σ‖θ − θ₀‖² / Σ‖θ₀‖² (0 without an anchor)."""
+        if self.anchor is None:
+            return torch.zeros((), dtype=torch.float64)
+        moved = sum(((p - p0) ** 2).sum() for p, p0 in zip(self.parameters, self.anchor))
+        scale = sum((p0**2).sum() for p0 in self.anchor)
+        return self.config.optimizer.anchor * moved / scale
+
     def _make_optimizer(self):
         settings = self.config.optimizer
         if settings.name == "adam":
@@ -420,7 +438,7 @@ class Trainer:
         fock = model_fock_stack(self.block_model, samples, batch)
         scales = batch_scales(self.weights, self.normalizers, self.statistics, len(samples))
         loss, sse, observables = qm_loss(fock, batch, scales)
-        return loss, sse, observables, compiling
+        return loss + self.anchor_penalty(), sse, observables, compiling
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         n, size = len(self.train_samples), self.config.training.batch_size
