@@ -39,11 +39,14 @@ __all__ = [
     "BAND_PROPERTIES",
     "FORCE_PROPERTIES",
     "MOLECULAR_PROPERTIES",
+    "PERIODIC_RESPONSE_PROPERTIES",
     "DERIVATIVE_PROPERTIES",
 ]
 
 BAND_PROPERTIES = ("eigenvalues", "occupations", "fermi_level", "ibz_kpoints", "kpoint_weights")
 MOLECULAR_PROPERTIES = ("dipole", "polarizability")
+PERIODIC_RESPONSE_PROPERTIES = ("polarizability", "dielectric_tensor")
+"""Clamped-ion response of a cell, computed only when asked (a k-mesh average, see docs/periodic.md)."""
 DERIVATIVE_PROPERTIES = ("born_effective_charges", "dipole_derivatives", "polarizability_derivatives")
 FORCE_PROPERTIES = ("energy", "free_energy", "energies", "forces", "stress", "stresses")
 
@@ -56,10 +59,15 @@ _NO_FORCES = (
     "force calculator, e.g. PairedCalculator(forces=TBLite(method='GFN2-xTB'), electronic=MLHamiltonian(...))"
 )
 _NOT_PERIODIC = (
-    "{name} is not defined for a periodic cell by this calculator: the dipole of a crystal needs the "
-    "Berry-phase (modern) theory of polarization and its response a periodic perturbation, neither of "
-    "which is implemented; use a molecular model on a cluster, or ask for eigenvalues, DOS, band gap, "
-    "Fermi level or charges"
+    "{name} is not defined for a periodic cell by this calculator: the dipole of a crystal and its position "
+    "derivatives need the Berry-phase (modern) theory of polarization, which is not implemented; use a "
+    "molecular model on a cluster, or ask for eigenvalues, DOS, band gap, Fermi level, charges, "
+    "polarizability (per cell) or dielectric_tensor"
+)
+_NOT_MOLECULAR = "{name} is a property of a periodic cell: for a molecule ask for 'polarizability'"
+_NOT_A_MESH = (
+    "the polarizability and dielectric tensor of a cell are averages over the Brillouin zone: give a full "
+    "uniform k-mesh, kpts=(n, n, n) or {{'size': (n, n, n), 'gamma': True}}, not {what}"
 )
 _CHARGED = (
     "computing a structure with total charge {charge}: the shipped models were trained on neutral "
@@ -327,17 +335,15 @@ def _periodic_results(model: HamiltonianModel, atoms: Atoms, charge: int, hamilt
     uniform weights: meaningful for a full k-mesh, not along a band path.
     """
     from mlhcalc.qm.eigen import generalized_eigh
-    from mlhcalc.qm.lattice import kpts_cartesian, lattice_translations, overlap_cutoff_bohr
-    from mlhcalc.qm.periodic import bloch_sum, overlap_images
+    from mlhcalc.qm.lattice import kpts_cartesian
+    from mlhcalc.qm.periodic import bloch_sum
 
-    pseudo = model.metadata.get("pseudo", "gth-pade")
-    cell = to_cell(atoms, model.basis, pseudo, charge, validate=False)
-    lattice, positions = lattice_bohr(atoms), positions_bohr(atoms)
-    _, overlap_translations = lattice_translations(lattice, positions, overlap_cutoff_bohr(cell))
-    overlap_t = overlap_images(cell, overlap_translations)
+    cell, lattice, overlap_translations, overlap_t = _cell_and_overlaps(model, atoms, charge)
     kpts = kpts_cartesian(kfrac, lattice)
     hamiltonian_k = bloch_sum(hamiltonian_t, np.asarray(translations) @ lattice, kpts)
     overlap_k = bloch_sum(overlap_t, overlap_translations, kpts)
+    # a model of H − μS (shorter-ranged than H; docs/direct_fit.md, silicon) gets μS back: bands + μ
+    hamiltonian_k = hamiltonian_k + float(model.metadata.get("overlap_shift_ha", 0.0)) * overlap_k
     band_energy, coefficients = (np.asarray(x) for x in generalized_eigh(hamiltonian_k, overlap_k))
     n_occupied = int(cell.nelectron) // 2
     results = _band_results(band_energy, n_occupied, kfrac)
@@ -348,6 +354,57 @@ def _periodic_results(model: HamiltonianModel, atoms: Atoms, charge: int, hamilt
     electrons_on_atom = np.bincount(ao_atom, weights=populations, minlength=len(atoms))
     results["charges"] = np.asarray(cell.atom_charges(), dtype=float) - electrons_on_atom
     return results
+
+
+def _cell_and_overlaps(model: HamiltonianModel, atoms: Atoms, charge: int):
+    """PySCF cell, lattice (bohr), and S(T) on its own translations (every overlap ≥ 1e-12)."""
+    from mlhcalc.qm.lattice import lattice_translations, overlap_cutoff_bohr
+    from mlhcalc.qm.periodic import overlap_images
+
+    pseudo = model.metadata.get("pseudo", "gth-pade")
+    cell = to_cell(atoms, model.basis, pseudo, charge, validate=False)
+    lattice = lattice_bohr(atoms)
+    _, overlap_translations = lattice_translations(lattice, positions_bohr(atoms), overlap_cutoff_bohr(cell))
+    return cell, lattice, overlap_translations, overlap_images(cell, overlap_translations)
+
+
+def _require_uniform_mesh(kpts, kfrac: np.ndarray) -> None:
+    """``ValueError`` unless the fractional k-points are a full uniform n1×n2×n3 mesh (any offset:
+    Γ-centred or Monkhorst–Pack), the sampling a Brillouin-zone average needs."""
+    if hasattr(kpts, "kpts") or (isinstance(kpts, dict) and "path" in kpts):
+        raise ValueError(_NOT_A_MESH.format(what="a band path"))
+    wrapped = np.round(np.mod(kfrac, 1.0), 8) % 1.0
+    sizes = []
+    for axis in range(3):
+        values = np.unique(wrapped[:, axis])
+        spacing = np.diff(np.append(values, values[0] + 1.0))
+        if not np.allclose(spacing, 1.0 / len(values), atol=1e-6):
+            raise ValueError(_NOT_A_MESH.format(what=f"k-points unevenly spaced along b{axis + 1}"))
+        sizes.append(len(values))
+    if len({tuple(k) for k in wrapped.tolist()}) != len(kfrac) or len(kfrac) != np.prod(sizes):
+        raise ValueError(_NOT_A_MESH.format(what=f"{len(kfrac)} k-points that are not a full {sizes} mesh"))
+
+
+def _periodic_response(model: HamiltonianModel, atoms: Atoms, charge: int, hamiltonian_t, translations, kfrac) -> dict:
+    """Clamped-ion polarizability per cell (Å³) and dielectric tensor ε∞ of the model H(T) on the
+    uniform k-mesh ``kfrac`` (:mod:`mlhcalc.qm.periodic_response`; independent particles, no local fields)."""
+    from mlhcalc.qm.lattice import kpts_cartesian
+    from mlhcalc.qm.periodic_response import cell_polarizability, dielectric_tensor, position_images
+
+    cell, lattice, overlap_translations, overlap_t = _cell_and_overlaps(model, atoms, charge)
+    alpha = cell_polarizability(
+        hamiltonian_t,
+        np.asarray(translations) @ lattice,
+        overlap_t,
+        position_images(cell, overlap_translations),
+        overlap_translations,
+        kpts_cartesian(kfrac, lattice),
+        int(cell.nelectron),
+    )
+    return {
+        "polarizability": units.polarizability_angstrom3(alpha),
+        "dielectric_tensor": np.asarray(dielectric_tensor(alpha, lattice)),
+    }
 
 
 # ----------------------------------------------------------------------------- batches
@@ -441,7 +498,13 @@ class MLHamiltonian(Calculator, GetOutputsMixin):
     computed only when asked for. Property list, shapes and units: docs/calculator.md.
     """
 
-    implemented_properties = [*BAND_PROPERTIES, "charges", *MOLECULAR_PROPERTIES, *DERIVATIVE_PROPERTIES]
+    implemented_properties = [
+        *BAND_PROPERTIES,
+        "charges",
+        *MOLECULAR_PROPERTIES,
+        *DERIVATIVE_PROPERTIES,
+        "dielectric_tensor",
+    ]
     default_parameters = {"kpts": None, "charge": None}
 
     def __init__(self, model: str | HamiltonianModel = "organic", *, kpts=None, charge: int | None = None, **kwargs):
@@ -474,8 +537,10 @@ class MLHamiltonian(Calculator, GetOutputsMixin):
         for name in properties:
             if name in FORCE_PROPERTIES:
                 raise PropertyNotImplementedError(_NO_FORCES)
-            if self.model.periodic and name in (*MOLECULAR_PROPERTIES, *DERIVATIVE_PROPERTIES):
+            if self.model.periodic and name in ("dipole", *DERIVATIVE_PROPERTIES):
                 raise PropertyNotImplementedError(_NOT_PERIODIC.format(name=name))
+            if not self.model.periodic and name == "dielectric_tensor":
+                raise PropertyNotImplementedError(_NOT_MOLECULAR.format(name=name))
         if "eigenvalues" not in self.results:
             (result,) = electronic_results(
                 self.model, [self.atoms], kpts=self.parameters.kpts, charge=self.parameters.charge
@@ -486,11 +551,25 @@ class MLHamiltonian(Calculator, GetOutputsMixin):
         wanted = {name for name in properties if name in DERIVATIVE_PROPERTIES and name not in self.results}
         if wanted:
             self.results.update(self._derivatives(self.atoms, "polarizability_derivatives" in wanted))
+        if self.model.periodic and any(
+            name in PERIODIC_RESPONSE_PROPERTIES and name not in self.results for name in properties
+        ):
+            self.results.update(self._periodic_response(self.atoms))
 
     def _outputmixin_get_results(self):
         if "eigenvalues" not in self.results and self.atoms is not None:
             self.calculate(self.atoms, ["eigenvalues"], [])
         return self.results
+
+    # -------------------------------------------------------------- periodic response
+    def _periodic_response(self, atoms: Atoms) -> dict:
+        """α per cell and ε∞ on the calculator's k-points, which must be a full uniform mesh."""
+        kpts = self.parameters.kpts
+        kfrac = resolve_kpoints(kpts, atoms)
+        _require_uniform_mesh(kpts, kfrac)
+        charge = self.model.check(atoms, self.parameters.charge)
+        ((hamiltonian_t, translations),) = _hamiltonians(self.model, [atoms])
+        return _periodic_response(self.model, atoms, charge, hamiltonian_t, translations, kfrac)
 
     # -------------------------------------------------------------- derivatives
     def _derivatives(self, atoms: Atoms, with_polarizability: bool) -> dict:
@@ -530,8 +609,12 @@ class MLHamiltonian(Calculator, GetOutputsMixin):
 
     # -------------------------------------------------------------- convenience getters
     def get_polarizability(self, atoms: Atoms | None = None) -> np.ndarray:
-        """Static polarizability α (3, 3), Å³ (molecules)."""
+        """Static polarizability α (3, 3), Å³: of the molecule, or per cell (clamped ions, k-mesh average)."""
         return self.get_property("polarizability", atoms)
+
+    def get_dielectric_tensor(self, atoms: Atoms | None = None) -> np.ndarray:
+        """ε∞ = 1 + 4π α_cell / V (3, 3), dimensionless (periodic models; clamped ions)."""
+        return self.get_property("dielectric_tensor", atoms)
 
     def get_born_effective_charges(self, atoms: Atoms | None = None) -> np.ndarray:
         """Z*[a, i, j] = ∂μ_i/∂R_aj (natoms, 3, 3), e (molecules; origin fixed in space)."""

@@ -344,7 +344,7 @@ def test_dos_bandgap_and_fermi_level_work_through_ase():
     below = energies < calc.get_fermi_level()
     electrons = own[below].sum() * (energies[1] - energies[0])
     assert electrons == pytest.approx(8.0, abs=0.02)  # 8 valence electrons in Si2 (gth-pade)
-    for name in ("dipole", "polarizability", "born_effective_charges"):
+    for name in ("dipole", "born_effective_charges"):
         with pytest.raises(PropertyNotImplementedError, match="Berry-phase"):
             calc.get_property(name, atoms)
 
@@ -352,6 +352,56 @@ def test_dos_bandgap_and_fermi_level_work_through_ase():
 def test_molecule_given_to_a_periodic_model_is_a_clear_error():
     with pytest.raises(ValueError, match="needs a 3D-periodic cell"):
         MLHamiltonian(silicon_model()).get_property("eigenvalues", Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.3]]))
+
+
+def test_periodic_polarizability_and_dielectric_tensor_are_the_qm_layers_in_ase_units():
+    """α per cell (Å³) = mlhcalc.qm.periodic_response on the model's H(T) × Bohr³; ε∞ = 1 + 4π α/V with α
+    and V both in Å³; computed only when asked, then cached; symmetric positive definite (a rattled cell)."""
+    from mlhcalc.qm.lattice import kpts_cartesian, lattice_translations, overlap_cutoff_bohr
+    from mlhcalc.qm.periodic import overlap_images
+    from mlhcalc.qm.periodic_response import cell_polarizability, position_images
+    from mlhcalc.structure import positions_bohr
+
+    model = silicon_model()
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.positions[1] += [0.04, -0.02, 0.03]
+    calc = MLHamiltonian(model, kpts={"size": (3, 3, 3), "gamma": True})
+    calc.get_property("eigenvalues", atoms)
+    assert "polarizability" not in calc.results and "dielectric_tensor" not in calc.results
+    alpha = calc.get_polarizability(atoms)
+    assert "dielectric_tensor" in calc.results  # one response calculation gives both
+    epsilon = calc.get_dielectric_tensor()
+
+    prediction = model.predict(atoms)
+    cell, lattice = to_cell(atoms, "gth-szv"), lattice_bohr(atoms)
+    _, translations = lattice_translations(lattice, positions_bohr(atoms), overlap_cutoff_bohr(cell))
+    alpha_au = cell_polarizability(
+        prediction.hamiltonian.detach().numpy(),
+        prediction.translations @ lattice,
+        overlap_images(cell, translations),
+        position_images(cell, translations),
+        translations,
+        kpts_cartesian(resolve_kpoints({"size": (3, 3, 3), "gamma": True}, atoms), lattice),
+        8,
+    )
+    np.testing.assert_allclose(alpha, np.asarray(alpha_au) * Bohr**3, rtol=1e-10)
+    np.testing.assert_allclose(epsilon, np.eye(3) + 4 * np.pi * alpha / atoms.get_volume(), rtol=1e-10)
+    np.testing.assert_allclose(alpha, alpha.T, atol=1e-12)
+    assert np.linalg.eigvalsh(alpha).min() > 0 and np.linalg.eigvalsh(epsilon).min() > 1
+    cached = calc.results["polarizability"]
+    calc.get_polarizability(atoms)
+    assert calc.results["polarizability"] is cached  # not recomputed until the atoms change
+
+
+def test_periodic_response_needs_a_uniform_mesh_and_a_cell():
+    atoms = bulk("Si", "diamond", a=5.43)
+    for kpts in (atoms.cell.bandpath("GXL", npoints=10), [[0, 0, 0], [0.5, 0, 0], [0.25, 0.5, 0]]):
+        with pytest.raises(ValueError, match="full uniform k-mesh"):
+            MLHamiltonian(silicon_model(), kpts=kpts).get_dielectric_tensor(atoms)
+    monkhorst_pack = MLHamiltonian(silicon_model(), kpts=(2, 2, 2)).get_dielectric_tensor(atoms)  # shifted mesh: fine
+    assert monkhorst_pack[0, 0] > 1
+    with pytest.raises(PropertyNotImplementedError, match="periodic cell"):
+        MLHamiltonian(water_model()).get_property("dielectric_tensor", molecule("H2O"))
 
 
 # ----------------------------------------------------------------------------- vibrational spectra
