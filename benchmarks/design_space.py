@@ -32,6 +32,8 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from mlhcalc.structure import is_planar  # noqa: E402
+
 torch.set_num_threads(1)
 
 COLUMNS = (
@@ -47,14 +49,6 @@ COLUMNS = (
     ("alpha_planar_percent", "α planar (%)", 1),
     ("alpha_nonplanar_percent", "α non-planar (%)", 1),
 )
-PLANAR_TOLERANCE_ANGSTROM = 0.05  # largest distance of an atom from the best plane (benchmarks/surrogate.py)
-
-
-def is_planar(atoms) -> bool:
-    centred = atoms.positions - atoms.positions.mean(0)
-    if len(atoms) <= 3:
-        return True
-    return float(np.abs(centred @ np.linalg.svd(centred)[2][-1]).max()) < PLANAR_TOLERANCE_ANGSTROM
 
 
 def labelled(path: str | Path, split: str | None) -> list:

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mlhcalc.features import EquivariantFeatures, FeatureHypers  # noqa: E402
+from mlhcalc.structure import is_planar  # noqa: E402
 from mlhcalc.training import metrics  # noqa: E402
 from mlhcalc.training.surrogate import (  # noqa: E402
     SPECIES,
@@ -41,7 +42,6 @@ from mlhcalc.training.surrogate import (  # noqa: E402
 
 torch.set_num_threads(1)
 KINDS = ("vector", "charges", "both")
-PLANAR_TOLERANCE_ANGSTROM = 0.05  # largest distance of an atom from the best plane through the molecule
 
 
 def load(path: str | Path) -> list:
@@ -54,13 +54,6 @@ def resolve_level(structures, level: str) -> str:
     if level != "auto":
         return level
     return "large" if any("dipole_large" in atoms.info for atoms in structures) else "minimal"
-
-
-def is_planar(atoms) -> bool:
-    centred = atoms.positions - atoms.positions.mean(0)
-    if len(atoms) <= 3:
-        return True
-    return float(np.abs(centred @ np.linalg.svd(centred)[2][-1]).max()) < PLANAR_TOLERANCE_ANGSTROM
 
 
 def subset(structures, features, key, split=None):

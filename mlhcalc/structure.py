@@ -18,6 +18,8 @@ from ase.units import Bohr
 from mlhcalc.orbitals import species_layout
 
 __all__ = [
+    "is_planar",
+    "PLANAR_TOLERANCE_ANGSTROM",
     "MIN_DISTANCE_ANGSTROM",
     "resolve_charge",
     "validate_atoms",
@@ -245,3 +247,18 @@ def dipole_origin(atoms: Atoms, charge: int | None = None) -> np.ndarray:
     if resolve_charge(atoms, charge) == 0:
         return np.zeros(3)
     return atoms.get_center_of_mass() / Bohr
+
+
+PLANAR_TOLERANCE_ANGSTROM = 0.05
+"""Largest distance (Å) of an atom from the best plane through a molecule that still counts as planar."""
+
+
+def is_planar(atoms: Atoms, tolerance: float = PLANAR_TOLERANCE_ANGSTROM) -> bool:
+    """True if every atom lies within ``tolerance`` Å of the least-squares plane through the atoms
+    (≤ 3 atoms: always). A planar molecule has no out-of-plane virtual orbitals in a minimal basis,
+    which caps its out-of-plane polarizability (REFERENCE.md)."""
+    if len(atoms) <= 3:
+        return True
+    centred = atoms.positions - atoms.positions.mean(0)
+    normal = np.linalg.svd(centred)[2][-1]
+    return float(np.abs(centred @ normal).max()) < tolerance
