@@ -261,9 +261,13 @@ _PREDICT_PROPERTIES = (
     "born_effective_charges",
     "polarizability_derivatives",
 )
-_PERIODIC_PROPERTIES = ("eigenvalues", "charges")
+_PERIODIC_PROPERTIES = ("eigenvalues", "charges", "polarizability", "dielectric_tensor")
 _DEFAULT_PROPERTIES = {False: "eigenvalues,dipole,polarizability,charges", True: "eigenvalues,charges"}
-_DERIVATIVES = ("born_effective_charges", "polarizability_derivatives")
+# computed per structure by the calculator (not by the batched electronic_results)
+_PER_STRUCTURE = {
+    False: ("born_effective_charges", "polarizability_derivatives"),
+    True: ("polarizability", "dielectric_tensor"),
+}
 
 
 def _parse_properties(text: str | None, periodic: bool) -> list[str]:
@@ -296,7 +300,9 @@ def store_results(atoms, results: dict, properties: list[str], model_name: str, 
     if "dipole" in properties:
         info["mlh_dipole"] = np.asarray(results["dipole"])
     if "polarizability" in properties:
-        info["mlh_polarizability"] = np.asarray(results["polarizability"])
+        info["mlh_polarizability"] = np.asarray(results["polarizability"])  # Å³ (per cell if periodic)
+    if "dielectric_tensor" in properties:
+        info["mlh_dielectric_tensor"] = np.asarray(results["dielectric_tensor"])
     if "charges" in properties:
         atoms.arrays["mlh_charges"] = np.asarray(results["charges"], dtype=float)
     if "born_effective_charges" in properties:
@@ -335,7 +341,11 @@ def summary_lines(label: str, atoms) -> list[str]:
     if "mlh_polarizability" in info:
         alpha = info["mlh_polarizability"]
         rows = " ".join("[" + " ".join(f"{v:.3f}" for v in row) + "]" for row in alpha)
-        lines.append(f"  polarizability (Å³) [{rows}]  isotropic {np.trace(alpha) / 3:.3f} Å³")
+        per_cell = " per cell" if atoms.pbc.any() else ""
+        lines.append(f"  polarizability{per_cell} (Å³) [{rows}]  isotropic {np.trace(alpha) / 3:.3f} Å³")
+    if "mlh_dielectric_tensor" in info:
+        eps = info["mlh_dielectric_tensor"]
+        lines.append(f"  dielectric tensor ε∞ diagonal [{eps[0, 0]:.3f} {eps[1, 1]:.3f} {eps[2, 2]:.3f}]")
     if "mlh_charges" in atoms.arrays:
         charges = " ".join(f"{s}{q:+.3f}" for s, q in zip(atoms.get_chemical_symbols(), atoms.arrays["mlh_charges"]))
         lines.append(f"  Mulliken charges (e) {charges}")
@@ -351,8 +361,8 @@ class _PredictRun:
         self.model, self.model_name, self.properties = model, model_name, properties
         self.kpoints, self.charge, self.output, self.skip_errors = kpoints, charge, output, skip_errors
         self.selection = selection
-        self.derivatives = [name for name in properties if name in _DERIVATIVES]
-        self.calc = MLHamiltonian(model, charge=charge) if self.derivatives else None
+        self.derivatives = [name for name in properties if name in _PER_STRUCTURE[bool(model.periodic)]]
+        self.calc = MLHamiltonian(model, charge=charge, kpts=kpoints) if self.derivatives else None
         self.n_written = self.n_steady = self.n_steady_atoms = 0
         self.failures: list[tuple[str, str]] = []
         self.shown: list = []  # (label, atoms) of the first few, for the readable summary
@@ -449,7 +459,8 @@ class _PredictRun:
               help="Output extxyz (overwritten; appended batch by batch).")
 @click.option("--properties", default=None, metavar="LIST",
               help="Comma-separated, from eigenvalues,dipole,polarizability,charges,born_effective_charges,"
-              "polarizability_derivatives. Default: eigenvalues,dipole,polarizability,charges "
+              "polarizability_derivatives (periodic models: eigenvalues,charges,polarizability,dielectric_tensor; "
+              "the last two need a full k-mesh). Default: eigenvalues,dipole,polarizability,charges "
               "(periodic models: eigenvalues,charges).")
 @click.option("--index", default=":", show_default=True, help="Which structures of INPUT (ASE index syntax).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,

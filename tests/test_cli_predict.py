@@ -130,6 +130,23 @@ def test_periodic_kpts_and_gamma(model_dirs, tmp_path):
     monkhorst_pack = run("predict", model_dirs["silicon"], source, "-o", out, "--kpts", 2, 2, 2)
     assert monkhorst_pack.exit_code == 0
     assert not (np.abs(ase.io.read(out).info["mlh_kpts"]).sum(axis=1) == 0).any()
+    response = run(
+        "predict", model_dirs["silicon"], source, "-o", out, "--kpts", 3, 3, 3, "--gamma",
+        "--properties", "eigenvalues,polarizability,dielectric_tensor",
+    )  # fmt: skip
+    assert response.exit_code == 0, response.output
+    (written,) = ase.io.read(out, ":")
+    from mlhcalc.calculator import MLHamiltonian
+
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.calc = MLHamiltonian(model_dirs["silicon"], kpts={"size": (3, 3, 3), "gamma": True})
+    np.testing.assert_allclose(written.info["mlh_dielectric_tensor"], atoms.calc.get_property("dielectric_tensor", atoms),
+                               rtol=1e-10)  # fmt: skip
+    np.testing.assert_allclose(written.info["mlh_polarizability"], atoms.calc.get_property("polarizability", atoms),
+                               rtol=1e-10)  # fmt: skip
+    eps = written.info["mlh_dielectric_tensor"]  # cubic crystal: isotropic
+    np.testing.assert_allclose(eps, eps[0, 0] * np.eye(3), atol=1e-8 * eps[0, 0])
+    assert eps[0, 0] > 1 and "dielectric tensor" in response.output
     wrong = run("predict", model_dirs["silicon"], source, "-o", out, "--properties", "dipole")
     assert wrong.exit_code == 2 and "not available for a periodic model" in wrong.output
     boxed_water = molecule("H2O", cell=[6.0] * 3, pbc=True)
