@@ -179,6 +179,22 @@ def small_model_and_samples(labels):
     return model, samples, atoms + [methane]
 
 
+def test_gates_added_to_an_initial_model_keep_its_hamiltonian(small_model_and_samples):
+    """model.gated with model.init: the loaded linear model gets zero gates, so it predicts the same H
+    (to 1e-14) and has gate parameters to train."""
+    from mlhcalc.features import systems_from_atoms
+    from mlhcalc.model import HamiltonianModel
+    from mlhcalc.training.trainer import _with_gates
+
+    block_model, _, atoms = small_model_and_samples
+    model = HamiltonianModel(block_model, {"level_of_theory": "test"})
+    gated = _with_gates(model)
+    assert gated.block_model.gated and len(list(gated.block_model.gates.parameters())) > 0
+    with torch.no_grad():
+        for before, after in zip(block_model(systems_from_atoms(atoms)), gated.block_model(systems_from_atoms(atoms))):
+            np.testing.assert_allclose(after[1].numpy(), before[1].numpy(), atol=1e-14)
+
+
 def test_batched_fock_and_observables_equal_single_structure_ones(small_model_and_samples):
     """Concatenated features + padding + fillers give each structure's own H and, through the
     batched qm layer, the orbital energies, dipole and α of a plain numpy calculation; the samples'

@@ -225,6 +225,9 @@ def initial_model(config: Config, data: TrainingData, log: Callable[[str], None]
         if model.periodic:
             raise ConfigError("model.init is a periodic model; the trainer handles molecules")
         log(f"initial model: {config.model.init}")
+        if config.model.gated and not model.block_model.gated:
+            model = _with_gates(model)
+            log("model.gated: gates added to the initial model (zero, so it predicts the same H)")
         return model
     species = config.model.species or tuple(sorted({int(z) for a in data.train + data.val for z in a.numbers}))
     hypers = FeatureHypers(species=species, **config.model.hypers)
@@ -244,6 +247,19 @@ def initial_model(config: Config, data: TrainingData, log: Callable[[str], None]
     )
     log(f"ridge initialisation on {len(data.ridge)} minimal-basis Fock matrices: {time.perf_counter() - start:.1f} s")
     return model
+
+
+def _with_gates(model):
+    """The same model with (zero) invariant gates on every head: identical predictions, more freedom."""
+    from mlhcalc.hamiltonian.model import BlockModel
+    from mlhcalc.model import HamiltonianModel
+
+    block = model.block_model
+    gated = BlockModel(block.features.hypers, block.basis, gated=True)
+    missing, unexpected = gated.load_state_dict(block.state_dict(), strict=False)
+    if unexpected or any(not name.startswith("gates.") for name in missing):
+        raise ConfigError(f"model.init cannot take gates (unexpected {unexpected}, missing {missing})")
+    return HamiltonianModel(gated, model.metadata)
 
 
 # ------------------------------------------------------------------------------------ checkpoints
