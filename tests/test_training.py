@@ -406,6 +406,27 @@ def test_anchor_keeps_weights_near_the_starting_model(labels, tmp_path):
     assert float(trainer.anchor_penalty()) == pytest.approx(1.0e4 * float(held), rel=1e-10)
 
 
+def test_trainable_subset_leaves_the_other_weights_exactly(labels, tmp_path):
+    """model.trainable 'biases\\..*': after 2 epochs every weight equals its start bit for bit and
+    the biases moved; a pattern that matches nothing is a ConfigError."""
+    from mlhcalc.training.config import ConfigError
+
+    trainer = _trainer(
+        _config(labels, tmp_path / "biases", model={**_config(labels, "x")["model"], "trainable": r"biases\..*"})
+    )
+    start = {name: p.detach().clone() for name, p in trainer.block_model.named_parameters()}
+    trainer.fit()
+    after = dict(trainer.block_model.named_parameters())
+    assert any(name.startswith("biases.") for name in start)
+    for name, value in start.items():
+        if name.startswith("biases."):
+            continue
+        assert torch.equal(after[name].detach(), value), name
+    assert any(not torch.equal(after[n].detach(), v) for n, v in start.items() if n.startswith("biases."))
+    with pytest.raises(ConfigError, match="matches no parameter"):
+        _trainer(_config(labels, tmp_path / "none", model={**_config(labels, "x")["model"], "trainable": "nothing"}))
+
+
 # ---------------------------------------------------------------------------------- config
 @pytest.mark.parametrize(
     "change, message",
@@ -426,6 +447,7 @@ def test_anchor_keeps_weights_near_the_starting_model(labels, tmp_path):
         ({"model": {"hypers": {"cutoff": 0.5}}}, "model.hypers: need 0 < smoothing < cutoff"),
         ({"model": {"hypers": {"learnable_compression": True}}}, "learnable_compression"),
         ({"data": {"labels": None}}, "data.labels must be a non-empty string"),
+        ({"model": {"trainable": "(biases"}}, "model.trainable must be a regular expression"),
     ],
 )
 def test_config_errors_name_the_key(change, message, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,13 +69,17 @@ class ModelConfig:
     """The model to train: either ``init`` (a model directory written by ``HamiltonianModel.save``,
     trained on from its weights) or a new model (``hypers``: :class:`~mlhcalc.features.FeatureHypers`
     fields, lengths in bohr; ``species`` default: the elements of the data) initialised by the
-    closed-form ridge fit of the minimal-basis Fock matrices of the train split."""
+    closed-form ridge fit of the minimal-basis Fock matrices of the train split. ``gated`` with
+    ``init`` adds zero gates to a linear model. ``trainable``: a regular expression; only parameters
+    whose name matches it (``re.fullmatch``, e.g. ``biases\\..*`` or ``(biases|weights)\\.on_site.*``)
+    are trained, the others stay at their starting values."""
 
     init: str | None = None
     basis: str = "sto-3g"
     species: tuple[int, ...] | None = None
     hypers: dict = field(default_factory=dict)
     gated: bool = False
+    trainable: str = ".*"
     ridge_regularization: float = 1e-8
 
 
@@ -300,14 +305,20 @@ def _model(values, base) -> ModelConfig:
     if not isinstance(gated, bool):
         raise ConfigError(f"model.gated must be true or false, got {gated!r}")
     init = _path(values.get("init"), "model.init", base, optional=True)
-    if init is not None and (hypers or species or gated):
-        raise ConfigError("model.init (start from a saved model) excludes model.hypers, model.species and model.gated")
+    if init is not None and (hypers or species):
+        raise ConfigError("model.init (start from a saved model) excludes model.hypers and model.species")
+    trainable = _string(values.get("trainable", ".*"), "model.trainable")
+    try:
+        re.compile(trainable)
+    except re.error as err:
+        raise ConfigError(f"model.trainable must be a regular expression on parameter names: {err}") from None
     return ModelConfig(
         init=init,
         basis=_string(values.get("basis", "sto-3g"), "model.basis"),
         species=species,
         hypers=dict(hypers),
         gated=gated,
+        trainable=trainable,
         ridge_regularization=_number(
             values.get("ridge_regularization", 1e-8), "model.ridge_regularization", low=0, low_open=True
         ),

@@ -21,6 +21,7 @@ import csv
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -354,7 +355,12 @@ class Trainer:
             self.model.save(self.output / INIT_MODEL_DIR)
             _atomic_text(json.dumps(config.to_dict(), indent=1, sort_keys=True), self.output / "config.json")
         self.block_model = self.model.block_model
+        trainable = re.compile(config.model.trainable)
+        for name, parameter in self.block_model.named_parameters():
+            parameter.requires_grad_(trainable.fullmatch(name) is not None)
         self.parameters = [p for p in self.block_model.parameters() if p.requires_grad]
+        if not self.parameters:
+            raise ConfigError(f"model.trainable {config.model.trainable!r} matches no parameter of the model")
         self.anchor = self._anchor_parameters() if config.optimizer.anchor > 0 else None
         if hasattr(self.block_model.features, "compression") and isinstance(
             self.block_model.features.compression, torch.nn.Parameter
