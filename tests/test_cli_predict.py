@@ -140,10 +140,8 @@ def test_periodic_kpts_and_gamma(model_dirs, tmp_path):
 
     atoms = bulk("Si", "diamond", a=5.43)
     atoms.calc = MLHamiltonian(model_dirs["silicon"], kpts={"size": (3, 3, 3), "gamma": True})
-    np.testing.assert_allclose(written.info["mlh_dielectric_tensor"], atoms.calc.get_property("dielectric_tensor", atoms),
-                               rtol=1e-10)  # fmt: skip
-    np.testing.assert_allclose(written.info["mlh_polarizability"], atoms.calc.get_property("polarizability", atoms),
-                               rtol=1e-10)  # fmt: skip
+    for key, name in (("mlh_dielectric_tensor", "dielectric_tensor"), ("mlh_polarizability", "polarizability")):
+        np.testing.assert_allclose(written.info[key], atoms.calc.get_property(name, atoms), rtol=1e-10)
     eps = written.info["mlh_dielectric_tensor"]  # cubic crystal: isotropic
     np.testing.assert_allclose(eps, eps[0, 0] * np.eye(3), atol=1e-8 * eps[0, 0])
     assert eps[0, 0] > 1 and "dielectric tensor" in response.output
