@@ -90,16 +90,19 @@ def table(header, rows):
 
 
 class Data:
+    key = direct.FOCK_KEY  # structures carrying this label are used
+    reference = staticmethod(direct.Reference.from_atoms)  # atoms → what the scores need
+
     def __init__(self, labels: str, first: int | None = None):
         start = time.perf_counter()
         self.labels = labels
-        self.splits = direct.load_labelled(labels)
+        self.splits = direct.load_labelled(labels, self.key)
         if first is not None:  # a reproducible snapshot: the structures labelled first (input order)
             self.splits = {k: [a for a in v if a.info["input_index"] < first] for k, v in self.splits.items()}
         for split in direct.SPLITS:
             if not self.splits.get(split):
                 raise SystemExit(f"no labelled structures in split {split!r} of {labels}: wait for labels")
-        self.refs = {s: [direct.Reference.from_atoms(a) for a in self.splits[s]] for s in direct.SPLITS}
+        self.refs = {s: [self.reference(a) for a in self.splits[s]] for s in direct.SPLITS}
         self.seconds = time.perf_counter() - start
 
     def focks(self, split, target="ao"):
@@ -159,39 +162,24 @@ def fit(data: Data, hypers: FeatureHypers, penalties=PENALTIES, strategies=STRAT
     def predict_val():  # val predictions in the raw AO basis
         return data.to_ao("val", cached.predict(), target)
 
-    candidates = []  # (objective, penalty, strategy, regs, label, val metrics)
-    for penalty in penalties:
-        if "global" in strategies:
-            scan = []
-            for lam in GLOBAL_GRID:
-                direct.solve(block, normal, lam, penalty)
-                result = direct.score(data.refs["val"], predict_val())
-                scan.append((objective(result), lam, result))
-            score, lam, result = min(scan, key=lambda item: item[0])
-            candidates.append((score, penalty, "global", {n: lam for n in block.weights}, f"{lam:.0e}", result))
-        if "per-head" in strategies:
-            sse = direct.validation_sse(block, normal, normal_val, REG_GRID, penalty)
-            regs = direct.resolve_regularization(block, direct.select_regularization(sse, REG_GRID, default=1e-6))
-            direct.solve(block, normal, regs, penalty)
-            result = direct.score(data.refs["val"], predict_val())
-            values = sorted(set(regs.values()))
-            label = f"{values[0]:.0e}…{values[-1]:.0e}"
-            candidates.append((objective(result), penalty, "per-head", regs, label, result))
-    score, penalty, strategy, regs, label, val = min(candidates, key=lambda item: item[0])
-    empty = direct.solve(block, normal, regs, penalty)
-    record = {
-        "penalty": penalty,
-        "strategy": strategy,
-        "regularization": regs,
-        "regularization_label": label,
-        "heads_without_training_rows": empty,
-        "val": val,
-        "objective": score,
-        "fit_wall_s": time.perf_counter() - wall,
-        "fit_cpu_s": time.process_time() - cpu,
-        "train_normal_equations_wall_s": t_train,
-        "curve": curve_rows,
-    }
+    candidates = direct.regularization_candidates(  # (objective, penalty, strategy, regs, label, val metrics)
+        block,
+        normal,
+        normal_val,
+        lambda: direct.score(data.refs["val"], predict_val()),
+        objective,
+        global_grid=GLOBAL_GRID,
+        head_grid=REG_GRID,
+        penalties=penalties,
+        strategies=strategies,
+    )
+    record = direct.apply_best(block, normal, candidates)
+    record.update(
+        fit_wall_s=time.perf_counter() - wall,
+        fit_cpu_s=time.process_time() - cpu,
+        train_normal_equations_wall_s=t_train,
+        curve=curve_rows,
+    )
     rows = [[p, s, lab, r, o] for o, p, s, _, lab, r in candidates]
     return model, record, rows
 

@@ -13,7 +13,8 @@ Pieces (all deterministic; features are seeded, the solves are closed form):
   :func:`mlhcalc.hamiltonian.fit_ridge` solves); :func:`solve` sets the weights for one
   regularisation per head; :func:`validation_sse` / :func:`select_regularization` choose each
   head's regularisation on held-out normal equations (each head is an independent least-squares
-  problem, so this is exact and costs no refit of features).
+  problem, so this is exact and costs no refit of features); :func:`regularization_candidates`
+  runs both strategies (one value for all heads scanned on a val objective, or one per head).
 - :func:`truncate_to_cutoff`: the reference Fock with the blocks of atom pairs beyond the feature
   cutoff set to zero (what the model can at best represent): the cutoff floor.
 - :func:`to_lowdin` / :func:`from_lowdin`: S^∓1/2 F S^∓1/2, for fitting experiments in the
@@ -61,10 +62,13 @@ __all__ = [
     "add_normal_equations",
     "solve",
     "validation_sse",
+    "cross_validation_sse",
     "select_regularization",
     "predict_focks",
     "CachedPredictor",
     "resolve_regularization",
+    "regularization_candidates",
+    "apply_best",
     "log_grid",
 ]
 
@@ -215,19 +219,26 @@ def truncate_to_cutoff(ref: Reference, fock: np.ndarray, cutoff_bohr: float) -> 
 
 
 # --------------------------------------------------------------------------------------- fitting
-def normal_equations(model: BlockModel, atoms_list: Sequence[Atoms], focks, batch_size: int = 16) -> dict[str, list]:
+def normal_equations(
+    model: BlockModel, atoms_list: Sequence[Atoms], focks, batch_size: int = 16, translations=None
+) -> dict[str, list]:
     """Per head: [XᵀX, XᵀY, Σy², rows] over ``atoms_list`` with target Fock matrices ``focks``
-    (the bias column, if the head has one, is the last one of X)."""
+    (the bias column, if the head has one, is the last one of X). Periodic cells: ``focks[s]`` is an
+    H(T) stack on the integer translations ``translations[s]``."""
     normal: dict[str, list] = {}
     with torch.no_grad():
         for start in range(0, len(atoms_list), batch_size):
             chunk = slice(start, start + batch_size)
             targets = [torch.as_tensor(np.asarray(f), dtype=torch.float64) for f in focks[chunk]]
-            _accumulate_normal_equations(model, systems_from_atoms(list(atoms_list[chunk])), targets, None, normal)
+            shifts = None if translations is None else translations[chunk]
+            _accumulate_normal_equations(model, systems_from_atoms(list(atoms_list[chunk])), targets, shifts, normal)
     return normal
 
 
 PENALTIES = ("mean", "diagonal")
+NEGLIGIBLE_FEATURES = 1e-20
+"""A head whose largest Σ x² over the training rows is below this has no usable features (they are
+O(1) by construction; symmetric sites give exact zeros up to round-off, Σ x² ~ 1e-32)."""
 
 
 def add_normal_equations(*parts: dict[str, list]) -> dict[str, list]:
@@ -247,6 +258,13 @@ def _penalised_solve(
 ):
     n_weights = model.weights[name].shape[0]
     diagonal = torch.diagonal(gram)[:n_weights]
+    if float(diagonal.max()) < NEGLIGIBLE_FEATURES:
+        # round-off features (e.g. λ ≥ 1 on-site features of symmetric sites): a relative penalty would
+        # amplify the noise into huge weights; such a head keeps zero weights (its bias, if any: the mean)
+        solution = torch.zeros_like(moment)
+        if gram.shape[0] > n_weights:
+            solution[n_weights] = moment[n_weights] / gram[n_weights, n_weights]
+        return solution
     if penalty == "mean":  # fit_ridge's choice: one penalty for all features of the head
         added = regularization * diagonal.mean().clamp(min=1e-300)
     elif penalty == "diagonal":  # the same as standardising every feature column (no centring)
@@ -304,6 +322,21 @@ def validation_sse(
     return result
 
 
+def cross_validation_sse(
+    model: BlockModel, parts: Sequence[dict[str, list]], grid: Sequence[float], penalty: str = "mean"
+) -> dict[str, np.ndarray]:
+    """Per head, the held-out SSE summed over the folds ``parts`` (normal equations of disjoint groups of
+    structures, e.g. one per structure): each part is held out once and the rest fitted, in closed form
+    (the normal equations are additive). For heads whose val split is too small to choose on."""
+    total = add_normal_equations(*parts)
+    summed: dict[str, np.ndarray] = {}
+    for part in parts:
+        rest = {name: [a - b for a, b in zip(total[name], part.get(name, [0, 0, 0, 0]))] for name in total}
+        for name, errors in validation_sse(model, rest, part, grid, penalty).items():
+            summed[name] = summed.get(name, 0.0) + errors
+    return summed
+
+
 def select_regularization(sse: dict[str, np.ndarray], grid: Sequence[float], default: float) -> dict[str, float]:
     """Per head, the grid value of lowest held-out error (ties → the larger regularisation);
     heads without held-out rows get ``default``."""
@@ -311,7 +344,7 @@ def select_regularization(sse: dict[str, np.ndarray], grid: Sequence[float], def
     chosen = {}
     for name, errors in sse.items():
         best = errors.min()
-        candidates = np.nonzero(errors <= best * (1 + 1e-12) + 1e-300)[0]
+        candidates = np.nonzero(errors <= best + 1e-12 * abs(best) + 1e-300)[0]  # round-off can make SSE < 0
         chosen[name] = float(grid[candidates].max())
     chosen["__default__"] = float(default)
     return chosen
@@ -319,6 +352,66 @@ def select_regularization(sse: dict[str, np.ndarray], grid: Sequence[float], def
 
 def resolve_regularization(model: BlockModel, chosen: dict[str, float]) -> dict[str, float]:
     return {name: chosen.get(name, chosen["__default__"]) for name in model.weights}
+
+
+def regularization_candidates(
+    model: BlockModel,
+    normal: dict[str, list],
+    normal_val: dict[str, list],
+    evaluate,
+    objective,
+    *,
+    global_grid: Sequence[float],
+    head_grid: Sequence[float],
+    penalties: Sequence[str] = ("mean",),
+    strategies: Sequence[str] = ("global", "per-head"),
+    default: float = 1e-6,
+    folds: Sequence[dict[str, list]] = (),
+) -> list[tuple]:
+    """Val candidates of the ridge regularisation, one per (penalty, strategy): ``"global"``, the value of
+    ``global_grid`` for all heads with the lowest ``objective(evaluate())`` (``evaluate`` scores the
+    model's current weights on val); ``"per-head"``, each head's value of ``head_grid`` by its own
+    held-out error (:func:`validation_sse`; heads without val rows get ``default``); ``"per-head-cv"``,
+    the same by cross-validation over ``folds``, the train normal equations split into groups
+    (:func:`cross_validation_sse`). Returns tuples (objective, penalty, strategy, regularisation per
+    head, label, val metrics); the model is left at the last candidate."""
+    candidates = []
+    for penalty in penalties:
+        if "global" in strategies:
+            scan = []
+            for lam in global_grid:
+                solve(model, normal, lam, penalty)
+                result = evaluate()
+                scan.append((objective(result), lam, result))
+            score_, lam, result = min(scan, key=lambda item: item[0])
+            candidates.append((score_, penalty, "global", {n: lam for n in model.weights}, f"{lam:.0e}", result))
+        for strategy in [s for s in ("per-head", "per-head-cv") if s in strategies]:
+            if strategy == "per-head":
+                sse = validation_sse(model, normal, normal_val, head_grid, penalty)
+            else:
+                sse = cross_validation_sse(model, folds, head_grid, penalty)
+            regs = resolve_regularization(model, select_regularization(sse, head_grid, default=default))
+            solve(model, normal, regs, penalty)
+            result = evaluate()
+            values = sorted(set(regs.values()))
+            candidates.append((objective(result), penalty, strategy, regs, f"{values[0]:.0e}…{values[-1]:.0e}", result))
+    return candidates
+
+
+def apply_best(model: BlockModel, normal: dict[str, list], candidates: Sequence[tuple]) -> dict:
+    """Set the model to the candidate of :func:`regularization_candidates` with the lowest objective;
+    returns its record (penalty, strategy, regularisation per head and label, heads without training
+    rows, val metrics, objective)."""
+    objective, penalty, strategy, regs, label, result = min(candidates, key=lambda item: item[0])
+    return {
+        "penalty": penalty,
+        "strategy": strategy,
+        "regularization": regs,
+        "regularization_label": label,
+        "heads_without_training_rows": solve(model, normal, regs, penalty),
+        "val": result,
+        "objective": objective,
+    }
 
 
 def predict_focks(model: BlockModel, atoms_list: Sequence[Atoms], batch_size: int = 16) -> list[np.ndarray]:
@@ -343,6 +436,12 @@ class CachedPredictor:
                 systems = systems_from_atoms(list(atoms_list[start : start + batch_size]))
                 features = model.features(systems)
                 self.batches.append((features, model_layouts(features, systems, model.basis)))
+
+    @property
+    def translations(self) -> list[np.ndarray]:
+        """Per structure, the integer translations [n_T, 3] of the stacks :meth:`predict` returns for
+        periodic cells (``[[0, 0, 0]]`` for molecules)."""
+        return [np.asarray(layout.translations) for _, layouts in self.batches for layout in layouts]
 
     def predict(self) -> list[np.ndarray]:
         with torch.no_grad():

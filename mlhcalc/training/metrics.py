@@ -24,6 +24,8 @@ Definitions
 - **Band energies** (periodic): mean of |Δε_nk| in eV over the bands compared (all common bands by
   default) and every k-point of the reference mesh, absolute (no alignment). Band gap = CBM − VBM
   on the mesh: min over k of band ``n_valence`` minus max over k of band ``n_valence − 1``.
+  ``band_window_mae_ev``: the same over the valence bands and the conduction states up to
+  CBM_ref + 1.5 eV (by the reference energy of each state).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = [
     "polarizability_metrics",
     "fock_mae_ha",
     "band_energy_mae_ev",
+    "band_window_mae_ev",
     "band_gap",
     "band_gap_error_ev",
 ]
@@ -236,6 +239,30 @@ def band_energy_mae_ev(pred: Sequence, ref: Sequence, n_bands: int | None = None
             raise ValueError(f"n_bands={count} exceeds the bands available ({p.shape[1]}, {r.shape[1]})")
         errors.append(np.abs(np.sort(p, axis=1)[:, :count] - np.sort(r, axis=1)[:, :count]).ravel())
     return float(np.concatenate(errors).mean() * HARTREE_TO_EV)
+
+
+def band_window_mae_ev(
+    pred: Sequence, ref: Sequence, n_valence, window_ev: float | None = 1.5, valence: bool = True
+) -> float:
+    """Mean |Δε_nk| (eV, no alignment) over the valence bands ``[0, n_valence)`` (if ``valence``) and the
+    conduction states with ε_ref ≤ CBM_ref + ``window_ev`` (CBM of each structure on its mesh; None: no
+    conduction states). Inputs as in :func:`band_energy_mae_ev`; ``n_valence`` one value or one per
+    structure. Issue 7's window: a minimal basis cannot carry the higher conduction bands."""
+    pred, ref = _as_list(pred), _as_list(ref)
+    n = _check_lengths(pred, ref)
+    errors = []
+    for p, r, occupied in zip(pred, ref, np.broadcast_to(np.asarray(n_valence, dtype=int), (n,))):
+        p, r = np.sort(np.atleast_2d(p), axis=1), np.sort(np.atleast_2d(r), axis=1)
+        if p.shape != r.shape:
+            raise ValueError(f"band arrays differ in shape: {p.shape} vs {r.shape}")
+        cbm = band_gap(r, occupied)[2]
+        selected = r <= cbm + (-np.inf if window_ev is None else window_ev / HARTREE_TO_EV)
+        selected[:, :occupied] = valence
+        errors.append(np.abs(p - r)[selected])
+    errors = np.concatenate(errors)
+    if errors.size == 0:
+        raise ValueError("no band energies in the window")
+    return float(errors.mean() * HARTREE_TO_EV)
 
 
 def band_gap(bands, n_valence: int) -> tuple[float, float, float]:
