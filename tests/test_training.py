@@ -427,6 +427,37 @@ def test_trainable_subset_leaves_the_other_weights_exactly(labels, tmp_path):
         _trainer(_config(labels, tmp_path / "none", model={**_config(labels, "x")["model"], "trainable": "nothing"}))
 
 
+def test_trained_model_metadata_keeps_only_the_starting_models_provenance():
+    """A model trained from model.init must not carry the starting model's metrics or fit settings
+    as its own: they move under initial_model (provenance) or are dropped."""
+    from mlhcalc.training.trainer import _start_metadata
+
+    direct_fit = {
+        "basis": "sto-3g",
+        "species": ["H", "C"],
+        "periodic": False,
+        "level_of_theory": "B3LYPG/STO-3G Fock (direct fit)",
+        "reproduce_command": "python benchmarks/direct_fit.py",
+        "training_data_sha256": "ab" * 32,
+        "metrics": {"test": {"occupied_mae_ev": 0.2}},
+        "regularization": {"per_head": {}},
+        "timing": {"fit_wall_s": 200.0},
+    }
+    start = _start_metadata(direct_fit, "models/organic-sto3g")
+    assert {k: start[k] for k in ("basis", "species", "periodic")} == {
+        "basis": "sto-3g",
+        "species": ["H", "C"],
+        "periodic": False,
+    }
+    assert not {"metrics", "regularization", "timing", "level_of_theory", "reproduce_command"} & set(start)
+    assert start["initial_model"] == {
+        "path": "models/organic-sto3g",
+        "level_of_theory": "B3LYPG/STO-3G Fock (direct fit)",
+        "reproduce_command": "python benchmarks/direct_fit.py",
+        "training_data_sha256": "ab" * 32,
+    }
+
+
 # ---------------------------------------------------------------------------------- config
 @pytest.mark.parametrize(
     "change, message",

@@ -226,6 +226,7 @@ def initial_model(config: Config, data: TrainingData, log: Callable[[str], None]
         if model.periodic:
             raise ConfigError("model.init is a periodic model; the trainer handles molecules")
         log(f"initial model: {config.model.init}")
+        model.metadata = _start_metadata(model.metadata, config.model.init)
         if config.model.gated and not model.block_model.gated:
             model = _with_gates(model)
             log("model.gated: gates added to the initial model (zero, so it predicts the same H)")
@@ -248,6 +249,19 @@ def initial_model(config: Config, data: TrainingData, log: Callable[[str], None]
     )
     log(f"ridge initialisation on {len(data.ridge)} minimal-basis Fock matrices: {time.perf_counter() - start:.1f} s")
     return model
+
+
+_INHERITED = ("basis", "species", "periodic", "pseudo")
+_PROVENANCE = ("level_of_theory", "training_command", "reproduce_command", "training_data_sha256", "weights_sha256")
+
+
+def _start_metadata(metadata: dict, init_path) -> dict:
+    """The metadata a trained model starts from: the starting model's basis/species/periodicity, and
+    its provenance under ``initial_model`` (its other entries — metrics, fit settings — describe the
+    starting model, not the trained one, and are dropped)."""
+    start = {k: metadata[k] for k in _INHERITED if k in metadata}
+    start["initial_model"] = {"path": str(init_path), **{k: metadata[k] for k in _PROVENANCE if k in metadata}}
+    return start
 
 
 def _with_gates(model):
