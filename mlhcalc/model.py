@@ -134,6 +134,7 @@ class HamiltonianModel(torch.nn.Module):
             "format": MODEL_FORMAT,
             "mlhcalc_version": mlhcalc.__version__,
             "config": self.block_model.config(),
+            "hypers": self.block_model.features.hypers.to_dict(),  # the feature hypers, readable at the top
         }
         weights_tmp = directory / (WEIGHTS_FILE + ".tmp")
         save_block_model(self.block_model, weights_tmp, metadata={"format": MODEL_FORMAT})
