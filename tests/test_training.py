@@ -451,7 +451,7 @@ def test_trained_model_metadata_keeps_only_the_starting_models_provenance():
     }
     assert not {"metrics", "regularization", "timing", "level_of_theory", "reproduce_command"} & set(start)
     assert start["initial_model"] == {
-        "path": "models/organic-sto3g",
+        "name": "organic-sto3g",
         "level_of_theory": "B3LYPG/STO-3G Fock (direct fit)",
         "reproduce_command": "python benchmarks/direct_fit.py",
         "training_data_sha256": "ab" * 32,

@@ -260,7 +260,8 @@ def _start_metadata(metadata: dict, init_path) -> dict:
     its provenance under ``initial_model`` (its other entries — metrics, fit settings — describe the
     starting model, not the trained one, and are dropped)."""
     start = {k: metadata[k] for k in _INHERITED if k in metadata}
-    start["initial_model"] = {"path": str(init_path), **{k: metadata[k] for k in _PROVENANCE if k in metadata}}
+    # the directory name, not the machine's path; the weights' checksum identifies it
+    start["initial_model"] = {"name": Path(init_path).name, **{k: metadata[k] for k in _PROVENANCE if k in metadata}}
     return start
 
 
