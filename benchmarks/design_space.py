@@ -74,21 +74,36 @@ def resolve_model(spec: str):
 
 
 def alpha_split_metrics(score_fn, atoms_list) -> dict[str, float]:
-    """α MAE (%) on the planar and the non-planar molecules of ``atoms_list`` (those with a CPKS α)."""
-    with_alpha = [a for a in atoms_list if "polarizability_large" in a.info]
+    """α MAE (%) on the planar and the non-planar molecules of ``atoms_list`` (those with a CPKS α);
+    ``score_fn(indices)`` returns the metrics of that subset of ``atoms_list``."""
+    with_alpha = [k for k, a in enumerate(atoms_list) if "polarizability_large" in a.info]
     out: dict[str, float] = {}
     for key, keep in (("alpha_planar_percent", True), ("alpha_nonplanar_percent", False)):
-        part = [a for a in with_alpha if is_planar(a) == keep]
+        part = [k for k in with_alpha if is_planar(atoms_list[k]) == keep]
         if part:
             out[key] = score_fn(part).get("alpha_mae_percent", float("nan"))
     return out
 
 
 def model_row(model, atoms_list) -> dict[str, float]:
-    from mlhcalc.training.evaluation import evaluate
+    """All metrics of ``model``; the planar / non-planar α subsets are scored from the same predictions."""
+    from mlhcalc.training.dataset import build_samples
+    from mlhcalc.training.evaluation import Predictions, predict_samples, score_samples
 
-    result = evaluate(model, atoms_list)
-    result.update(alpha_split_metrics(lambda part: evaluate(model, part), atoms_list))
+    block_model = model.block_model
+    samples = build_samples(block_model.features, atoms_list, block_model.basis)
+    predictions = predict_samples(block_model, samples)
+
+    def score_subset(indices):
+        part = Predictions(
+            [predictions.mo_energy[k] for k in indices],
+            predictions.dipole[indices],
+            predictions.polarizability[indices],
+        )
+        return score_samples(part, [samples[k] for k in indices])
+
+    result = score_samples(predictions, samples)
+    result.update(alpha_split_metrics(score_subset, atoms_list))
     return result
 
 
@@ -96,7 +111,7 @@ def baseline_row(atoms_list) -> dict[str, float]:
     from mlhcalc.training.evaluation import baseline_metrics
 
     result = baseline_metrics(atoms_list)
-    result.update(alpha_split_metrics(baseline_metrics, atoms_list))
+    result.update(alpha_split_metrics(lambda indices: baseline_metrics([atoms_list[k] for k in indices]), atoms_list))
     return result
 
 

@@ -361,8 +361,8 @@ class _PredictRun:
         self.model, self.model_name, self.properties = model, model_name, properties
         self.kpoints, self.charge, self.output, self.skip_errors = kpoints, charge, output, skip_errors
         self.selection = selection
-        self.derivatives = [name for name in properties if name in _PER_STRUCTURE[bool(model.periodic)]]
-        self.calc = MLHamiltonian(model, charge=charge, kpts=kpoints) if self.derivatives else None
+        self.per_structure = [name for name in properties if name in _PER_STRUCTURE[bool(model.periodic)]]
+        self.calc = MLHamiltonian(model, charge=charge, kpts=kpoints) if self.per_structure else None
         self.n_written = self.n_steady = self.n_steady_atoms = 0
         self.failures: list[tuple[str, str]] = []
         self.shown: list = []  # (label, atoms) of the first few, for the readable summary
@@ -381,10 +381,10 @@ class _PredictRun:
             warnings.simplefilter("always", UserWarning)
             results = electronic_results(self.model, batch, kpts=self.kpoints, charge=self.charge)
             for position, (atoms, result) in enumerate(zip(batch, results)):
-                if isinstance(result, Exception) or not self.derivatives:
+                if isinstance(result, Exception) or not self.per_structure:
                     continue
                 try:
-                    for name in self.derivatives:
+                    for name in self.per_structure:
                         result[name] = self.calc.get_property(name, atoms.copy())
                 except Exception as err:  # noqa: BLE001 - reported per structure
                     results[position] = err

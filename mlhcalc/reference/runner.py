@@ -449,7 +449,7 @@ def _run(plan, fn, directory, level, workers, threads, scheduler, progress, inpu
         else:
             backend = _LocalBackend(min(workers, len(plan.tasks)), threads)
         bar = tqdm(
-            total=sum(1 + t.joint_polarizability for t in plan.tasks),
+            total=summary.n_tasks,
             desc="label",
             unit="stage",
             disable=None if progress is None else not progress,

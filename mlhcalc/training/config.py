@@ -116,14 +116,11 @@ class TargetsConfig:
 @dataclass(frozen=True)
 class OptimizerConfig:
     """``adam`` (mini-batches, ``lr``, optional ``weight_decay``, optional reduce-on-plateau of the
-    learning rate ...) or ``lbfgs`` (below). ``anchor`` (both): L2-SP penalty
-    anchor · Σ‖θ − θ₀‖² / Σ‖θ₀‖² that keeps the weights near the starting model θ₀ (the STO-3G fit)
-    where the targets do not constrain them.
-
-    ``adam`` (mini-batches, ``lr``, optional ``weight_decay``, optional reduce-on-plateau of the
     learning rate by ``plateau_factor`` after ``plateau_patience`` epochs without a better val loss)
     or ``lbfgs`` (full batch, one ``torch.optim.LBFGS`` step of at most ``lbfgs_max_iter``
-    iterations with a strong-Wolfe line search per epoch)."""
+    iterations with a strong-Wolfe line search per epoch). ``anchor`` (both): the L2-SP penalty
+    anchor · Σ‖θ − θ₀‖² / Σ‖θ₀‖² that keeps the weights near the starting model θ₀ (the STO-3G fit)
+    where the targets do not constrain them."""
 
     name: str = "adam"
     lr: float = 1e-3

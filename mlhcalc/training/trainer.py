@@ -377,6 +377,8 @@ class Trainer:
         if not self.parameters:
             raise ConfigError(f"model.trainable {config.model.trainable!r} matches no parameter of the model")
         self.anchor = self._anchor_parameters() if config.optimizer.anchor > 0 else None
+        if self.anchor is not None:  # Σ‖θ₀‖², constant: once, not per step
+            self.anchor_scale = sum(float((p0**2).sum()) for p0 in self.anchor)
         if hasattr(self.block_model.features, "compression") and isinstance(
             self.block_model.features.compression, torch.nn.Parameter
         ):
@@ -439,8 +441,7 @@ class Trainer:
         if self.anchor is None:
             return torch.zeros((), dtype=torch.float64)
         moved = sum(((p - p0) ** 2).sum() for p, p0 in zip(self.parameters, self.anchor))
-        scale = sum((p0**2).sum() for p0 in self.anchor)
-        return self.config.optimizer.anchor * moved / scale
+        return self.config.optimizer.anchor * moved / self.anchor_scale
 
     def _make_optimizer(self):
         settings = self.config.optimizer
