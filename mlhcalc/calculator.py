@@ -531,6 +531,8 @@ class MLHamiltonian(Calculator, GetOutputsMixin):
         return super().get_property(name, atoms, allow_calculation)
 
     def calculate(self, atoms: Atoms | None = None, properties=("eigenvalues",), system_changes=all_changes):
+        if atoms is not None and self.atoms is not None and self.check_state(atoms):
+            self.results = {}  # a direct call with other atoms (get_property resets these itself)
         super().calculate(atoms, properties, system_changes)
         if self.atoms is None:
             raise ValueError("no atoms to compute: pass them, e.g. calc.get_property('eigenvalues', atoms)")

@@ -218,12 +218,17 @@ _MODEL_HEADLINE = ("basis", "species", "periodic", "level_of_theory", "metrics")
 def train(config_path: str, restart: bool) -> None:
     """Train a model on large-basis observables through the QM layer (see docs/training.md).
 
+    Molecular configs train on MO energies, dipoles and polarizabilities; a config with
+    ``kind: bands`` trains a periodic model on band energies (docs/periodic.md).
+
     A rerun of the same CONFIG resumes from its last checkpoint; Ctrl-C saves one first."""
+    from mlhcalc.training.bands import is_band_config, train_bands_from_config
     from mlhcalc.training.config import ConfigError
     from mlhcalc.training.trainer import TrainingInterrupted, train_from_config
 
+    run = train_bands_from_config if is_band_config(config_path) else train_from_config
     try:
-        model_dir = train_from_config(config_path, resume=not restart)
+        model_dir = run(config_path, resume=not restart)
     except ConfigError as err:
         raise click.ClickException(f"invalid training config {config_path}: {err}") from None
     except TrainingInterrupted as err:

@@ -57,7 +57,6 @@ def water_model() -> HamiltonianModel:
     return model
 
 
-
 @functools.cache
 def silicon_model() -> HamiltonianModel:
     """Periodic toy: the gth-szv kinetic matrix of rattled Si2 cells as 'Hamiltonian' (insulating on a
@@ -243,6 +242,18 @@ def test_results_are_cached_until_the_atoms_change(water, monkeypatch):
     assert calls == [1, 1]
     water.get_dipole_moment()
     assert calls == [1, 1]
+    # a direct calculate() with other atoms recomputes instead of keeping the last results
+    moved = water.copy()
+    moved.positions[1, 2] += 0.05
+    calc.calculate(moved, ["dipole"])
+    assert calls == [1, 1, 1]
+    dipole_moved = calc.results["dipole"].copy()
+    assert np.abs(dipole_moved - water.get_dipole_moment()).max() > 1e-4  # water: recomputed again
+    assert calls == [1, 1, 1, 1]
+    calc.calculate(moved, ["dipole"])
+    calc.calculate(moved, ["dipole"])  # the same atoms: cached
+    assert calls == [1, 1, 1, 1, 1]
+    np.testing.assert_array_equal(calc.results["dipole"], dipole_moved)
 
 
 def test_energy_and_forces_point_to_a_force_calculator(water):

@@ -289,6 +289,40 @@ def test_silicon_cell_labels(tmp_path):
         assert group["minimal/kpts"].attrs["unit"] == "1/bohr"
 
 
+def test_interrupted_periodic_scf_resumes_from_its_scratch(tmp_path, monkeypatch):
+    """A cell whose SCF stops early keeps its density-fitting integrals and last SCF cycle in the scratch
+    directory; the next attempt reuses both, converges to the same bands as a fresh run, and cleans up."""
+    from pyscf.pbc import dft as pbcdft
+
+    from mlhcalc.reference import compute
+
+    monkeypatch.setenv("MLHCALC_SCRATCH", str(tmp_path / "scratch"))
+    si = bulk("Si", "diamond", a=5.43)
+    si.positions[1] += [0.05, -0.03, 0.02]
+    fresh, fresh_attrs = compute.silicon_stage(si, 0, (1, 1, 1), "gth-szv", False)
+    assert not fresh_attrs["resumed_from_scratch"]
+    scratch = compute.scf_scratch(si, "gth-szv", (1, 1, 1))
+    assert not scratch.exists()  # removed after success
+
+    krks = pbcdft.KRKS
+
+    def stopping_early(*args, **kwargs):
+        mf = krks(*args, **kwargs)
+        mf.max_cycle = 2
+        return mf
+
+    monkeypatch.setattr(pbcdft, "KRKS", stopping_early)
+    with pytest.raises(compute.SCFNotConverged):
+        compute.silicon_stage(si, 0, (1, 1, 1), "gth-szv", False)
+    assert (scratch / "cderi.complete").is_file() and (scratch / "scf.chk").is_file()
+    monkeypatch.setattr(pbcdft, "KRKS", krks)
+    resumed, attrs = compute.silicon_stage(si, 0, (1, 1, 1), "gth-szv", False)
+    assert attrs["resumed_from_scratch"]
+    np.testing.assert_allclose(resumed["bands"][0], fresh["bands"][0], rtol=0, atol=MO_TOL)
+    assert attrs["scf_cycles"] <= fresh_attrs["scf_cycles"]
+    assert not scratch.exists()
+
+
 def test_unreadable_input_is_a_clear_error(tmp_path):
     bad = tmp_path / "broken.xyz"
     bad.write_text("this is not\nan xyz file\n")

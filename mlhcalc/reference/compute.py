@@ -2,14 +2,21 @@
 
 Each ``*_stage`` function takes an ``ase.Atoms`` and returns ``(datasets, attrs)``: ``datasets`` maps a
 label name to ``(array, unit)`` (atomic units, PySCF AO order, float64/complex128), ``attrs`` is the
-level of theory and convergence information stored with the stage. Nothing here touches files,
-processes or threads; :mod:`mlhcalc.reference.worker` calls these.
+level of theory and convergence information stored with the stage. Nothing here touches label files,
+processes or threads; :mod:`mlhcalc.reference.worker` calls these. The one exception is the
+restart scratch of periodic stages (:func:`scf_scratch`): the density-fitting integrals and the SCF
+checkpoint of a cell, kept outside the results so that an interrupted calculation (a large supercell)
+resumes from its last SCF cycle instead of starting again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import scipy.linalg
@@ -30,6 +37,7 @@ __all__ = [
     "molecule_large_polarizability",
     "molecule_large_with_polarizability",
     "silicon_stage",
+    "scf_scratch",
     "parse_kmesh",
     "compute_stage",
 ]
@@ -257,7 +265,9 @@ def silicon_stage(
     mf = pbcdft.KRKS(cell, kpts, xc=level.xc).density_fit()
     mf.conv_tol = level.conv_tol
     mf.verbose = 0
-    energy = mf.kernel()
+    scratch = scf_scratch(atoms, basis, mesh, level)
+    resumed = _resume_from_scratch(mf, scratch)
+    energy = mf.kernel(resumed)
     _check_converged(mf, f"{basis} KRKS/{level.xc} on a {mesh} mesh")
     nocc = cell.nelectron // 2
     datasets: Datasets = {}
@@ -311,8 +321,39 @@ def silicon_stage(
         "cell_precision": float(cell.precision),
         "cell_mesh": np.asarray(cell.mesh, dtype=np.int64),
         **_grid_attrs(mf),
+        "resumed_from_scratch": resumed is not None,
     }
+    shutil.rmtree(scratch, ignore_errors=True)
     return datasets, attrs
+
+
+def scf_scratch(atoms: Atoms, basis: str, mesh, level: SiliconLevel = SILICON) -> Path:
+    """Restart directory of one periodic SCF: ``$MLHCALC_SCRATCH`` (default ``~/.cache/mlhcalc/scratch``)
+    / a hash of the geometry, basis, k-mesh and level, so a restart only ever reuses its own cell's data."""
+    key = hashlib.sha256()
+    for array in (atoms.get_atomic_numbers(), atoms.positions, np.asarray(atoms.cell), np.asarray(mesh)):
+        key.update(np.ascontiguousarray(array).tobytes())
+    key.update(repr((basis, level)).encode())
+    root = Path(os.environ.get("MLHCALC_SCRATCH", Path.home() / ".cache" / "mlhcalc" / "scratch"))
+    return root / key.hexdigest()[:24]
+
+
+def _resume_from_scratch(mf, scratch: Path):
+    """Density-fitting integrals and the SCF checkpoint of ``mf`` in ``scratch``: reuse the integrals if a
+    previous attempt finished building them, start from its last SCF cycle's density if it has one
+    (returned; None for a fresh start). The checkpoint is rewritten every cycle."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    cderi, complete = scratch / "cderi.h5", scratch / "cderi.complete"
+    if complete.is_file() and cderi.is_file():
+        mf.with_df._cderi = str(cderi)
+    else:
+        mf.with_df._cderi_to_save = str(cderi)
+        mf.with_df.build()
+        complete.touch()
+    checkpoint = scratch / "scf.chk"
+    density = mf.from_chk(str(checkpoint)) if checkpoint.is_file() else None
+    mf.chkfile = str(checkpoint)
+    return density
 
 
 def compute_stage(task) -> tuple[Datasets, dict]:
