@@ -18,7 +18,7 @@ import numpy as np
 from ase.io import read
 
 REPO = Path(__file__).resolve().parent.parent
-SIGMA_EV = 0.15
+SIGMA_EV = 0.25
 
 
 def model_bands_ev(model: str, atoms, kpts_frac) -> np.ndarray:
@@ -82,7 +82,14 @@ def main() -> None:
         path_bands = model_bands_ev(name, atoms, ref["kpts_frac"])
         mesh_bands = model_bands_ev(name, atoms, ref["mesh_kpts_frac"])
         for n in range(path_bands.shape[1]):
-            ax.plot(x, path_bands[:, n] - vbm, style, color=color, lw=1.2, label=f"model {name}" if n == 0 else None)
+            ax.plot(
+                x,
+                path_bands[:, n] - vbm,
+                style,
+                color=color,
+                lw=1.2,
+                label=f"model {Path(name).name}" if n == 0 else None,
+            )
         gap = mesh_bands[:, nocc].min() - mesh_bands[:, nocc - 1].max()
         print(
             f"| {name} | {window_mae_ev(path_bands, ref_path, nocc):.3f} | "
@@ -105,7 +112,7 @@ def main() -> None:
     energies = np.linspace(-14, 8, 1200)
     ax.plot(energies, dos(ref_mesh - vbm, energies), color="k", label="PBE/gth-dzvp, 4×4×4 (PySCF)")
     mesh_model = model_bands_ev(args.model, atoms, ref["mesh_kpts_frac"])
-    ax.plot(energies, dos(mesh_model - vbm, energies), color="C3", label=f"model {args.model}, 4×4×4")
+    ax.plot(energies, dos(mesh_model - vbm, energies), color="C3", label=f"model {Path(args.model).name}, 4×4×4")
     from mlhcalc.calculator import resolve_kpoints
 
     dense = resolve_kpoints({"size": (args.dos_mesh,) * 3, "gamma": True}, atoms)

@@ -20,6 +20,7 @@ from ase.calculators.abc import GetOutputsMixin
 from ase.calculators.calculator import (
     Calculator,
     PropertyNotImplementedError,
+    PropertyNotPresent,
     all_changes,
     kpts2ndarray,
 )
@@ -559,7 +560,13 @@ class MLHamiltonian(Calculator, GetOutputsMixin):
             self.results.update(self._periodic_response(self.atoms))
 
     def _outputmixin_get_results(self):
-        if "eigenvalues" not in self.results and self.atoms is not None:
+        if "eigenvalues" not in self.results and self.atoms is None:
+            raise PropertyNotPresent(
+                "no structure computed yet: this calculator has no energy to trigger one, so call "
+                "calc.get_property('eigenvalues', atoms) (or calc.calculate(atoms)) before get_eigenvalues(), "
+                "get_fermi_level(), bandgap(calc) or DOS(calc)"
+            )
+        if "eigenvalues" not in self.results:
             self.calculate(self.atoms, ["eigenvalues"], [])
         return self.results
 

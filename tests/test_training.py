@@ -292,6 +292,9 @@ def test_short_training_reduces_val_mo_error_below_ridge_start(labels, tmp_path)
     assert model.metadata["level_of_theory"].startswith("HF/6-31g targets (mo_energy)")
     assert len(model.metadata["training_data_sha256"]) == 64
     assert model.metadata["training_command"].startswith("mlhcalc train")
+    stored = model.metadata["training"]["config"]  # paths as the YAML gives them, not this machine's
+    assert stored["output"] == "run" and not Path(stored["data"]["labels"]).is_absolute()
+    assert (tmp_path / stored["data"]["labels"]).resolve() == Path(labels).resolve()
 
 
 def _add_polarizability_label(directory: Path, sid: str) -> None:

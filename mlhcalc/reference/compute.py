@@ -268,7 +268,14 @@ def silicon_stage(
     scratch = scf_scratch(atoms, basis, mesh, level)
     resumed = _resume_from_scratch(mf, scratch)
     energy = mf.kernel(resumed)
-    _check_converged(mf, f"{basis} KRKS/{level.xc} on a {mesh} mesh")
+    attempts = 1
+    if not mf.converged:
+        # measured: a rattled gth-dzvp cell oscillated ~1e-9 Ha for 50 cycles at conv_tol 1e-10 (si-prim-07);
+        # go on from the last density with a fresh, longer DIIS history (same convergence criteria)
+        mf.diis_space = 16
+        energy = mf.kernel(mf.make_rdm1())
+        attempts = 2
+    _check_converged(mf, f"{basis} KRKS/{level.xc} on a {mesh} mesh (after {attempts} attempts)")
     nocc = cell.nelectron // 2
     datasets: Datasets = {}
     if with_matrices:
@@ -322,6 +329,7 @@ def silicon_stage(
         "cell_mesh": np.asarray(cell.mesh, dtype=np.int64),
         **_grid_attrs(mf),
         "resumed_from_scratch": resumed is not None,
+        "scf_attempts": attempts,
     }
     shutil.rmtree(scratch, ignore_errors=True)
     return datasets, attrs

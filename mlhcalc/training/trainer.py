@@ -747,7 +747,7 @@ class Trainer:
                 "epochs": state["epoch"],
                 "status": state["status"],
                 "counts": self.data.counts,
-                "config": config.to_dict(),
+                "config": _portable_paths(config.to_dict(), config.source),
             },
         )
         self.log(f"best epoch {state['best_epoch']} (val loss {state['best_loss']:.5g}); model saved in {directory}")
@@ -756,6 +756,24 @@ class Trainer:
     def _split_samples(self, structures: Sequence[Atoms]) -> list[Sample]:
         mo = self.config.targets.mo_energy
         return build_samples(self.block_model.features, structures, self.block_model.basis, mo.window, mo.virtuals)
+
+
+_PATH_KEYS = (("data", "labels"), ("model", "init"), ("output",))
+
+
+def _portable_paths(values: dict, source: str | None) -> dict:
+    """The config with its paths relative to the YAML file's directory, as written there (a model's
+    metadata should not carry the training machine's absolute paths)."""
+    if not source:
+        return values
+    base = Path(source).resolve().parent
+    for keys in _PATH_KEYS:
+        holder = values
+        for key in keys[:-1]:
+            holder = holder.get(key) or {}
+        if isinstance(holder.get(keys[-1]), str):
+            holder[keys[-1]] = os.path.relpath(Path(holder[keys[-1]]).resolve(), base)
+    return values
 
 
 def _mean_step_time(history: list[dict]) -> float | None:
