@@ -3,8 +3,9 @@ models/silicon (benchmarks/silicon_plots.py).
 
 Runs the labeller's SCF (mlhcalc.reference.compute.silicon_stage settings: KRKS, GDF, Γ-centred
 4×4×4 mesh, gth-pade), checks its mesh bands against the committed label of that cell, then the
-non-self-consistent bands of the converged density at the path k-points (``get_bands`` with FFTDF: GDF would need new three-centre
-integrals per band k-point; the FFTDF-vs-GDF difference on the mesh is printed and stored). Writes
+non-self-consistent bands of the converged density at the path k-points (``get_bands`` with FFTDF and
+the SCF's Becke grids: GDF would need new three-centre integrals per band k-point; the FFTDF-vs-GDF
+difference on the mesh is printed and stored). Writes
 ``data/silicon/bandpath_<structure_id>.npz``: ``kpts_frac`` (n, 3), ``x`` (n,) path coordinate
 (bohr⁻¹), ``special_x``, ``special_labels``, ``bands`` (n, nbands) hartree, ``mesh_bands`` (nk, nbands),
 ``mesh_kpts_frac``, ``nocc``, ``mesh_bands_fftdf`` (the FFTDF route on the mesh: within the 8 lowest
