@@ -43,7 +43,7 @@ import torch
 from ase import Atoms
 
 from mlhcalc.training import metrics
-from mlhcalc.training.config import ConfigError
+from mlhcalc.training.config import PROGRESS, ConfigError, _check_keys, _choice, _number, _path
 
 __all__ = [
     "BandConfig",
@@ -127,34 +127,30 @@ def load_band_config(path: str | os.PathLike) -> BandConfig:
         values = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"cannot read {path}: {err}") from None
-    fields = {f.name: f for f in dataclasses.fields(BandConfig) if f.name != "source"}
-    unknown = [k for k in values if k not in fields]
-    if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; allowed: {list(fields)}")
+    try:
+        return BandConfig(**_band_values(values, path.resolve().parent), source=str(path))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _band_values(values, base: Path) -> dict:
+    """The validated keyword arguments of :class:`BandConfig` (the validators of the molecular config)."""
+    values = dict(_check_keys(values, BandConfig, ""))
     if values.get("kind") != "bands":
-        raise ConfigError(f"{path}: a band-training config needs 'kind: bands'")
-    base = path.resolve().parent
-    for key in ("labels", "init", "output"):
-        if not isinstance(values.get(key), str) or not values[key]:
-            raise ConfigError(f"{path}: {key} must be a non-empty path")
+        raise ConfigError("a band-training config needs 'kind: bands'")
     for key in ("labels", "init", "output", "save_model"):
-        if values.get(key) is not None:
-            values[key] = str(base / os.path.expanduser(values[key]))
+        values[key] = _path(values.get(key), key, base, optional=key == "save_model")
     for key in ("window_ev", "degeneracy_ev", "anchor", "lr"):
         if key in values:
-            value = values[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
-                raise ConfigError(f"{path}: {key} must be a finite number ≥ 0, got {value!r}")
-            values[key] = float(value)
+            values[key] = _number(values[key], key, low=0)
     for key in ("max_train", "max_val", "lbfgs_max_iter", "lbfgs_history", "max_epochs", "patience", "seed"):
         value = values.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ConfigError(f"{path}: {key} must be a non-negative integer, got {value!r}")
-    if values.get("progress", "auto") not in ("auto", "on", "off"):
-        raise ConfigError(f"{path}: progress must be auto, on or off")
+            raise ConfigError(f"{key} must be a non-negative integer, got {value!r}")
+    values["progress"] = _choice(values.get("progress", "auto"), "progress", PROGRESS)
     if "evaluation_splits" in values:
         values["evaluation_splits"] = tuple(values["evaluation_splits"])
-    return BandConfig(**values, source=str(path))
+    return values
 
 
 # ------------------------------------------------------------------------------------------ targets
@@ -276,18 +272,8 @@ def band_scores(bands: Sequence[np.ndarray], targets: Sequence[BandTarget], wind
     nao = bands[0].shape[1]
     refs = [t.reference[:, :nao] for t in targets]
     n_valence = [t.n_valence for t in targets]
-    edges = np.array([[metrics.band_gap(b, nv) for b, nv in zip(group, n_valence)] for group in (bands, refs)])
-    delta = np.abs(edges[0] - edges[1]).mean(axis=0) * metrics.HARTREE_TO_EV
-    result = {
-        "n_structures": len(targets),
-        "window_mae_ev": metrics.band_window_mae_ev(bands, refs, n_valence, window_ev),
-        "valence_mae_ev": metrics.band_window_mae_ev(bands, refs, n_valence, None),
-        "conduction_window_mae_ev": metrics.band_window_mae_ev(bands, refs, n_valence, window_ev, valence=False),
-        "gap_mae_ev": float(delta[0]),
-        "vbm_mae_ev": float(delta[1]),
-        "cbm_mae_ev": float(delta[2]),
-    }
-    above = np.concatenate([(r[:, nv:] - e[2]).ravel() for r, nv, e in zip(refs, n_valence, edges[1])])
+    result = {"n_structures": len(targets), **metrics.band_metrics(bands, refs, n_valence, window_ev)}
+    above = np.concatenate([(r[:, nv:] - metrics.band_gap(r, nv)[2]).ravel() for r, nv in zip(refs, n_valence)])
     errors = np.concatenate([np.abs(b[:, nv:] - r[:, nv:]).ravel() for b, r, nv in zip(bands, refs, n_valence)])
     for low, high in BREAK_BINS_EV:
         inside = (above * metrics.HARTREE_TO_EV >= low) & (above * metrics.HARTREE_TO_EV < high)
@@ -319,9 +305,8 @@ class BandTrainer:
         self.model = HamiltonianModel(start.block_model, _start_metadata(start.metadata, config.init))
         self.shift = float(start.metadata.get("overlap_shift_ha", 0.0))
         self.model.metadata["overlap_shift_ha"] = self.shift
-        for key in ("prediction",):
-            if key in start.metadata:
-                self.model.metadata[key] = start.metadata[key]
+        if "prediction" in start.metadata:  # what the output is (H − μS), as the start describes it
+            self.model.metadata["prediction"] = start.metadata["prediction"]
         self.pseudo = str(start.metadata.get("pseudo", "gth-pade"))
         self.anchor = [p.detach().clone() for p in self.model.block_model.parameters()]
         self.anchor_scale = sum(float((p**2).sum()) for p in self.anchor) or 1.0
@@ -355,14 +340,11 @@ class BandTrainer:
             )
 
     def _load_data(self) -> None:
-        from mlhcalc.reference import read
+        from mlhcalc.training.direct import load_labelled
 
         config = self.config
         started = time.perf_counter()
-        cells = [a for a in read(config.labels) if "bands_large" in a.info]
-        self.splits: dict[str, list[Atoms]] = {}
-        for atoms in cells:
-            self.splits.setdefault(str(atoms.info.get("split", "none")), []).append(atoms)
+        self.splits: dict[str, list[Atoms]] = load_labelled(config.labels, key="bands_large")
         for split, limit in ((config.train_split, config.max_train), (config.val_split, config.max_val)):
             if limit is not None:
                 self.splits[split] = self.splits.get(split, [])[:limit]
@@ -370,38 +352,43 @@ class BandTrainer:
                 raise ValueError(
                     f"{config.labels}: no cell of split {split!r} has large-basis bands (label them first)"
                 )
-        self.targets = {
-            split: [
-                band_target(a, self.model.basis, self.pseudo, config.window_ev, config.degeneracy_ev) for a in atoms
-            ]
-            for split, atoms in self.splits.items()
-        }
+        self._targets: dict[str, list[BandTarget]] = {}
         self.train = CellBands(
-            self.model, self.splits[config.train_split], self.targets[config.train_split], self.shift
+            self.model, self.splits[config.train_split], self.targets(config.train_split), self.shift
         )
-        self.val = CellBands(self.model, self.splits[config.val_split], self.targets[config.val_split], self.shift)
+        self.val = CellBands(self.model, self.splits[config.val_split], self.targets(config.val_split), self.shift)
         self.log(
             f"{len(self.splits[config.train_split])} train / {len(self.splits[config.val_split])} val cells, "
             f"features and overlaps {time.perf_counter() - started:.1f} s"
         )
 
+    def targets(self, split: str) -> list[BandTarget]:
+        """The band targets of a split's cells, built when first needed (S(k) integrals per cell)."""
+        if split not in self._targets:
+            config = self.config
+            self._targets[split] = [
+                band_target(a, self.model.basis, self.pseudo, config.window_ev, config.degeneracy_ev)
+                for a in self.splits[split]
+            ]
+        return self._targets[split]
+
     def request_stop(self) -> None:
         self.stop_requested = True
 
     def _anchor_penalty(self) -> torch.Tensor:
-        if self.config.anchor == 0:
-            return torch.zeros((), dtype=torch.float64)
-        moved = sum(((p - p0) ** 2).sum() for p, p0 in zip(self.model.block_model.parameters(), self.anchor))
-        return self.config.anchor * moved / self.anchor_scale
+        from mlhcalc.training.trainer import l2sp_penalty
+
+        parameters = list(self.model.block_model.parameters())
+        return l2sp_penalty(self.config.anchor, parameters, self.anchor, self.anchor_scale)
 
     def _loss(self) -> torch.Tensor:
-        sse, count = _squared_error(self.train.bands(), self.targets[self.config.train_split])
+        sse, count = _squared_error(self.train.bands(), self.targets(self.config.train_split))
         return sse / count / self.state["normalizer"] + self._anchor_penalty()
 
     def evaluate(self, predictor: CellBands, split: str) -> dict:
         with torch.no_grad():
             bands = [b.numpy() for b in predictor.bands()]
-        return band_scores(bands, self.targets[split], self.config.window_ev)
+        return band_scores(bands, self.targets(split), self.config.window_ev)
 
     def _record(self, epoch: int, seconds: float, loss: float | None) -> dict:
         train = self.evaluate(self.train, self.config.train_split)
@@ -435,16 +422,9 @@ class BandTrainer:
         self._write_log()
 
     def _write_log(self) -> None:
-        import csv
+        from mlhcalc.training.trainer import write_csv
 
-        rows = self.state["history"]
-        if rows:
-            tmp = self.output / ".log.csv.tmp"
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, self.output / "log.csv")
+        write_csv(self.state["history"], self.output / "log.csv")
 
     def fit(self, on_epoch: Callable | None = None) -> Path:
         from tqdm import tqdm
@@ -455,7 +435,7 @@ class BandTrainer:
         if state["status"] == "new":
             started = time.perf_counter()
             with torch.no_grad():
-                sse, count = _squared_error(self.train.bands(), self.targets[config.train_split])
+                sse, count = _squared_error(self.train.bands(), self.targets(config.train_split))
             state["normalizer"] = float(sse) / count
             val = self._record(0, time.perf_counter() - started, 1.0)
             state.update(status="running", best=val["window_mae_ev"])
@@ -506,6 +486,7 @@ class BandTrainer:
 
     def _finish(self) -> Path:
         from mlhcalc.model import hash_files
+        from mlhcalc.reference import result_paths
         from mlhcalc.training.direct import label_files
         from mlhcalc.training.trainer import _atomic_text
 
@@ -518,7 +499,7 @@ class BandTrainer:
             predictor = (
                 self.val
                 if split == config.val_split
-                else CellBands(self.model, self.splits[split], self.targets[split], self.shift)
+                else CellBands(self.model, self.splits[split], self.targets(split), self.shift)
             )
             results[split] = self.evaluate(predictor, split)
             baseline = [
@@ -528,11 +509,10 @@ class BandTrainer:
             ]
             if len(baseline) == len(self.splits[split]):
                 results[f"{split}_minimal_basis_baseline"] = band_scores(
-                    baseline, self.targets[split], config.window_ev
+                    baseline, self.targets(split), config.window_ev
                 )
         used = self.splits[config.train_split] + self.splits[config.val_split]
-        labels_dir = Path(config.labels)
-        labels_dir = labels_dir if labels_dir.suffix == ".d" else labels_dir.with_suffix(".d")
+        labels_dir = result_paths(config.labels)[0]
         summary = {
             "status": state["status"],
             "best_epoch": state["best_epoch"],

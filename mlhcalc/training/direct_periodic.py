@@ -235,21 +235,13 @@ def score(refs: Sequence[CellReference], predictions: Sequence[tuple[np.ndarray,
     over the translations the model predicts (whole nao × nao matrices against the WS target)."""
     pred = [cell_bands(r, h, n) for r, (n, h) in zip(refs, predictions)]
     ref = [r.bands for r in refs]
-    n_valence = [r.n_valence for r in refs]
-    edges = np.array([[metrics.band_gap(b, nv) for b, nv in zip(bands, n_valence)] for bands in (pred, ref)])
-    delta = np.abs(edges[0] - edges[1]).mean(axis=0) * metrics.HARTREE_TO_EV
     return {
         "n_structures": len(refs),
         "hamiltonian_mae_ha": metrics.fock_mae_ha(
             [h for _, h in predictions], [reference_on(r, n) for r, (n, _) in zip(refs, predictions)]
         ),
         "band_mae_ev": metrics.band_energy_mae_ev(pred, ref),
-        "valence_mae_ev": metrics.band_window_mae_ev(pred, ref, n_valence, window_ev=None),
-        "window_mae_ev": metrics.band_window_mae_ev(pred, ref, n_valence, WINDOW_EV),
-        "conduction_window_mae_ev": metrics.band_window_mae_ev(pred, ref, n_valence, WINDOW_EV, valence=False),
-        "gap_mae_ev": float(delta[0]),
-        "vbm_mae_ev": float(delta[1]),
-        "cbm_mae_ev": float(delta[2]),
+        **metrics.band_metrics(pred, ref, [r.n_valence for r in refs], WINDOW_EV),
     }
 
 

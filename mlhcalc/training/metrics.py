@@ -56,6 +56,7 @@ __all__ = [
     "band_window_mae_ev",
     "band_gap",
     "band_gap_error_ev",
+    "band_metrics",
 ]
 
 HARTREE_TO_EV = _units.Hartree
@@ -278,3 +279,23 @@ def band_gap(bands, n_valence: int) -> tuple[float, float, float]:
 def band_gap_error_ev(pred, ref, n_valence: int) -> float:
     """|gap_pred − gap_ref| (eV) of one structure's bands (hartree)."""
     return abs(band_gap(pred, n_valence)[0] - band_gap(ref, n_valence)[0]) * HARTREE_TO_EV
+
+
+def band_metrics(pred: Sequence, ref: Sequence, n_valence, window_ev: float = 1.5) -> dict[str, float]:
+    """The band metrics of periodic models (eV): MAE over the valence bands and the window (valence +
+    conduction up to CBM_ref + ``window_ev``) and its conduction part (:func:`band_window_mae_ev`),
+    and the band gap, VBM and CBM errors, each the mean over structures of |Δ|. Inputs as in
+    :func:`band_window_mae_ev` (equal shapes), ``n_valence`` one value per structure."""
+    pred, ref = _as_list(pred), _as_list(ref)
+    _check_lengths(pred, ref)
+    n_valence = list(n_valence)
+    edges = np.array([[band_gap(b, nv) for b, nv in zip(bands, n_valence)] for bands in (pred, ref)])
+    delta = np.abs(edges[0] - edges[1]).mean(axis=0) * HARTREE_TO_EV
+    return {
+        "valence_mae_ev": band_window_mae_ev(pred, ref, n_valence, window_ev=None),
+        "window_mae_ev": band_window_mae_ev(pred, ref, n_valence, window_ev),
+        "conduction_window_mae_ev": band_window_mae_ev(pred, ref, n_valence, window_ev, valence=False),
+        "gap_mae_ev": float(delta[0]),
+        "vbm_mae_ev": float(delta[1]),
+        "cbm_mae_ev": float(delta[2]),
+    }

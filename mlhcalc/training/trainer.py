@@ -285,6 +285,26 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def write_csv(rows: Sequence[dict], path: Path) -> None:
+    """Rows (dicts with the keys of the first) as a CSV file, replaced atomically; nothing if no rows."""
+    if not rows:
+        return
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def l2sp_penalty(weight: float, parameters, anchor, anchor_scale: float) -> torch.Tensor:
+    """The L2-SP penalty weight · Σ‖θ − θ₀‖² / Σ‖θ₀‖² (``anchor_scale`` = Σ‖θ₀‖², computed once)."""
+    if weight == 0:
+        return torch.zeros((), dtype=torch.float64)
+    moved = sum(((p - p0) ** 2).sum() for p, p0 in zip(parameters, anchor))
+    return weight * moved / anchor_scale
+
+
 def _atomic_text(text: str, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
@@ -440,8 +460,7 @@ class Trainer:
         """optimizer.anchor · Σ‖θ − θ₀‖² / Σ‖θ₀‖² (0 without an anchor)."""
         if self.anchor is None:
             return torch.zeros((), dtype=torch.float64)
-        moved = sum(((p - p0) ** 2).sum() for p, p0 in zip(self.parameters, self.anchor))
-        return self.config.optimizer.anchor * moved / self.anchor_scale
+        return l2sp_penalty(self.config.optimizer.anchor, self.parameters, self.anchor, self.anchor_scale)
 
     def _make_optimizer(self):
         settings = self.config.optimizer
@@ -576,16 +595,7 @@ class Trainer:
         return row
 
     def _write_log(self) -> None:
-        rows = self.state["history"]
-        if not rows:
-            return
-        path = self.output / LOG_FILE
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
+        write_csv(self.state["history"], self.output / LOG_FILE)
 
     def _save_checkpoint(self) -> None:
         checkpoint = {
