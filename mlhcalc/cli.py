@@ -231,6 +231,8 @@ def train(config_path: str, restart: bool) -> None:
         model_dir = run(config_path, resume=not restart)
     except ConfigError as err:
         raise click.ClickException(f"invalid training config {config_path}: {err}") from None
+    except (ValueError, FileNotFoundError) as err:  # the data or starting model it names (a corrupt model file too)
+        raise click.ClickException(f"cannot train {config_path}: {err}") from None
     except TrainingInterrupted as err:
         click.echo(f"interrupted: {err}", err=True)
         sys.exit(130)

@@ -1,6 +1,7 @@
 """`mlhcalc info` and model discovery."""
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -53,3 +54,13 @@ def test_train_with_a_bad_config_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(main, ["train", str(config)])
     assert result.exit_code != 0
     assert "invalid training config" in result.output and "not_a_key" in result.output
+    # missing data: a message naming it, for molecular and band configs alike, not a traceback
+    init = Path(__file__).resolve().parents[1] / "models" / "silicon-szv"
+    for text in (
+        "output: run\ndata: {labels: missing.d}\n",
+        f"kind: bands\nlabels: missing.d\ninit: {init}\noutput: run\n",
+    ):
+        config.write_text(text)
+        result = CliRunner().invoke(main, ["train", str(config)])
+        assert result.exit_code == 1 and "cannot train" in result.output, result.output
+        assert "missing" in result.output and "Traceback" not in result.output
