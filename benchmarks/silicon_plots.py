@@ -39,9 +39,11 @@ def window_mae_ev(pred_ev, ref_ev, nocc: int, window_ev: float = 1.5) -> float:
 
 
 def dos(bands_ev, energies, sigma=SIGMA_EV) -> np.ndarray:
-    """States per eV per cell, both spins, uniform k weights."""
-    x = (energies[:, None, None] - bands_ev[None]) / sigma
-    return 2.0 * np.exp(-0.5 * x**2).sum(axis=(1, 2)) / (sigma * np.sqrt(2 * np.pi) * bands_ev.shape[0])
+    """States per eV per cell, both spins, uniform k weights (``mlhcalc.qm.periodic.density_of_states``
+    in eV: it is per unit of the energies it is given)."""
+    from mlhcalc.qm.periodic import density_of_states
+
+    return np.asarray(density_of_states(bands_ev, energies, sigma))
 
 
 def main() -> None:
@@ -78,9 +80,10 @@ def main() -> None:
     print("| model | path window MAE (eV) | mesh window MAE (eV) | mesh gap (eV) | reference gap (eV) |")
     print("|---|---|---|---|---|")
     ref_gap = ref_mesh[:, nocc].min() - vbm
+    mesh = {}  # model → its bands on the reference mesh (the DOS plot uses the first)
     for name, style, color in models:
         path_bands = model_bands_ev(name, atoms, ref["kpts_frac"])
-        mesh_bands = model_bands_ev(name, atoms, ref["mesh_kpts_frac"])
+        mesh_bands = mesh[name] = model_bands_ev(name, atoms, ref["mesh_kpts_frac"])
         for n in range(path_bands.shape[1]):
             ax.plot(
                 x,
@@ -111,8 +114,7 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     energies = np.linspace(-14, 8, 1200)
     ax.plot(energies, dos(ref_mesh - vbm, energies), color="k", label="PBE/gth-dzvp, 4×4×4 (PySCF)")
-    mesh_model = model_bands_ev(args.model, atoms, ref["mesh_kpts_frac"])
-    ax.plot(energies, dos(mesh_model - vbm, energies), color="C3", label=f"model {Path(args.model).name}, 4×4×4")
+    ax.plot(energies, dos(mesh[args.model] - vbm, energies), color="C3", label=f"model {Path(args.model).name}, 4×4×4")
     from mlhcalc.calculator import resolve_kpoints
 
     dense = resolve_kpoints({"size": (args.dos_mesh,) * 3, "gamma": True}, atoms)
