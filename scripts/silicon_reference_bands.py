@@ -62,7 +62,7 @@ def main() -> None:
         raise SystemExit("SCF not converged")
     mesh_bands = np.stack([np.asarray(e) for e in mf.mo_energy])
     labelled = {a.info["structure_id"]: a for a in read_labels(REPO / "data/silicon/primitive_labels.d")}
-    label = labelled.get(structure_id) or labelled.get(int(structure_id))
+    label = labelled.get(structure_id)
     if label is not None and "bands_large" in label.info:
         deviation = np.abs(mesh_bands - np.asarray(label.info["bands_large"])).max()
         print(f"mesh bands vs the committed label: max |Δ| {deviation:.1e} Ha")
