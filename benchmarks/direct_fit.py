@@ -61,6 +61,7 @@ SEARCH = {
     "ch16x8": {"channels": 16, "pair_channels": 8},
     "ch16x8-cutoff10": {"channels": 16, "pair_channels": 8, "cutoff": 10.0},
     "ch16x8-angular4": {"channels": 16, "pair_channels": 8, "max_angular": 4},
+    "ch24x12": {"channels": 24, "pair_channels": 12},
 }
 # the default --configs (the pre-screen on the first 125 structures also had cutoff6, width1.0, radial7)
 SEARCHED = ("default", "cutoff10", "width0.4", "angular4", "ch12x6", "ch16x8", "ch16x8-cutoff10", "ch16x8-angular4")

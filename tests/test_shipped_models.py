@@ -108,3 +108,24 @@ def test_silicon_serves_bands_dos_and_gap_on_an_8x8x8_mesh():
     energies, weights = dos.get_energies(), dos.get_dos()
     electrons = np.trapezoid(weights[energies < 0], energies[energies < 0])  # Fermi level at midgap = 0
     assert abs(electrons - 8.0) < 0.05  # both spins: the 8 valence electrons of Si2 (gth-pade) below midgap
+
+
+def test_silicon_supercell_at_gamma_folds_the_primitive_mesh():
+    """The transfer route of issue 7 (a 64-atom cell at Γ): the Γ eigenvalues of a 2×2×2 supercell of a
+    rattled, strained two-atom cell are the eigenvalues of the cell itself on the Γ-centred 2×2×2 mesh
+    (Bloch folding), to 1e-8 Ha. Holds only if the features, H(T) and the image sums see the same
+    environments in both descriptions of the same crystal."""
+    from mlhcalc.calculator import MLHamiltonian
+    from mlhcalc.reference import read
+
+    cell = next(a for a in read(SILICON_LABELS) if a.info.get("rattle_sigma", 0) > 0)
+    atoms = cell.copy()
+    atoms.info = {}
+    primitive = MLHamiltonian(model="silicon", kpts={"size": (2, 2, 2), "gamma": True})
+    primitive.calculate(atoms, ["eigenvalues"])
+    supercell = MLHamiltonian(model="silicon", kpts=(1, 1, 1))
+    supercell.calculate(atoms.repeat((2, 2, 2)), ["eigenvalues"])
+    folded = np.sort(np.asarray(primitive.results["eigenvalues"]).ravel())
+    gamma = np.sort(np.asarray(supercell.results["eigenvalues"]).ravel())
+    assert gamma.shape == folded.shape == (8 * 8,)
+    np.testing.assert_allclose(gamma, folded, rtol=0, atol=1e-8 * 27.211386245988)  # eV
