@@ -130,6 +130,9 @@ def info(model: str | None, as_json: bool) -> None:
 @click.option("--consolidate", is_flag=True, help="Afterwards pack OUT.d/ into one compressed OUT.h5.")
 @click.option("--basis-large", default=None, metavar="BASIS",
               help="TESTING ONLY: replace the large basis (def2-tzvp / gth-dzvp); such labels are not reference data.")
+@click.option("--xc-grid", type=click.Choice(["becke", "uniform"]), default="becke", show_default=True,
+              help="Periodic cells: XC quadrature grid. becke = the reference labels; uniform (cell.mesh) for cells "
+              "too large for the periodic Becke partition (e.g. the 64-atom supercell; docs/data.md).")
 @click.option("--format", "input_format", default=None, help="ASE format of INPUT (default: from the file name).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
 def label(
@@ -146,6 +149,7 @@ def label(
     retry_failed: bool,
     consolidate: bool,
     basis_large: str | None,
+    xc_grid: str,
     input_format: str | None,
     progress: bool | None,
 ) -> None:
@@ -183,6 +187,7 @@ def label(
             basis_large=basis_large,
             progress=progress,
             input_file=input_path,
+            xc_grid=xc_grid,
         )
     except reference.LabelError as err:
         raise click.ClickException(str(err)) from None

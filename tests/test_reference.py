@@ -289,6 +289,31 @@ def test_silicon_cell_labels(tmp_path):
         assert group["minimal/kpts"].attrs["unit"] == "1/bohr"
 
 
+def test_uniform_xc_grid_is_an_option_recorded_with_the_label(tmp_path):
+    """``--xc-grid uniform`` (for cells too large for the periodic Becke partition) integrates the XC on
+    the ``cell.mesh`` grid: recorded in the label's attributes, and bands that differ from the Becke-grid
+    run of the same cell by a quadrature difference (nonzero, well below 0.1 eV), not by a different
+    calculation. An unknown grid is refused before anything runs."""
+    si = bulk("Si", "diamond", a=5.43)
+    si.info.update(name="si2", kmesh="1 1 1")
+    write(tmp_path / "si.xyz", [si], format="extxyz")
+    bands = {}
+    for grid in ("becke", "uniform"):
+        out = tmp_path / f"{grid}.h5"
+        args = ["label", str(tmp_path / "si.xyz"), "-o", str(out), "--level", "silicon", "--stages", "large"]
+        result = _invoke([*args, "--basis-large", "gth-szv", "--workers", "0", "--xc-grid", grid])
+        assert result.exit_code == 0, result.output
+        (cell,) = read(tmp_path / f"{grid}.d")
+        bands[grid] = cell.info["bands_large"]
+        with h5py.File(next((tmp_path / f"{grid}.d").glob("000000.large.h5")), "r") as root:
+            recorded = root["structures/000000/large"].attrs["grid"]
+        assert recorded == {"becke": "BeckeGrids", "uniform": "UniformGrids"}[grid]
+    difference = np.abs(bands["uniform"] - bands["becke"]).max()
+    assert 1e-7 < difference < 0.1 / 27.211386245988, difference
+    with pytest.raises(LabelError, match="xc_grid"):
+        label([si], tmp_path / "bad.h5", level="silicon", xc_grid="lebedev", workers=0)
+
+
 def test_interrupted_periodic_scf_resumes_from_its_scratch(tmp_path, monkeypatch):
     """A cell whose SCF stops early keeps its density-fitting integrals and last SCF cycle in the scratch
     directory; the next attempt reuses both, converges to the same bands as a fresh run, and cleans up."""

@@ -254,15 +254,31 @@ def parse_kmesh(value) -> tuple[int, int, int]:
 
 
 def silicon_stage(
-    atoms: Atoms, charge: int, kmesh, basis: str, with_matrices: bool, level: SiliconLevel = SILICON
+    atoms: Atoms,
+    charge: int,
+    kmesh,
+    basis: str,
+    with_matrices: bool,
+    level: SiliconLevel = SILICON,
+    xc_grid: str = "becke",
 ) -> tuple[Datasets, dict]:
-    """PBE KRKS with GDF on the Γ-centred mesh: bands, Fermi level/VBM/CBM, energy, k-points (+ H(k), S(k))."""
-    from pyscf.pbc import dft as pbcdft
+    """PBE KRKS with GDF on the Γ-centred mesh: bands, Fermi level/VBM/CBM, energy, k-points (+ H(k), S(k)).
 
+    ``xc_grid``: ``"becke"`` (PySCF's default with GDF, the reference labels) or ``"uniform"`` (the
+    ``cell.mesh`` grid). The periodic Becke partition costs O(points × image atoms²): about 0.3 CPU
+    minutes for a two-atom cell and, extrapolated from a timed block, ~450 for the 64-atom supercell
+    (docs/data.md); ``scripts/silicon_grid_check.py`` measures what the uniform grid changes."""
+    from pyscf.pbc import dft as pbcdft
+    from pyscf.pbc.dft.gen_grid import UniformGrids
+
+    if xc_grid not in XC_GRIDS:
+        raise ValueError(f"xc_grid must be one of {', '.join(XC_GRIDS)}, got {xc_grid!r}")
     mesh = parse_kmesh(kmesh)
     cell = to_cell(atoms, basis, level.pseudo, charge)
     kpts = cell.make_kpts(mesh)
     mf = pbcdft.KRKS(cell, kpts, xc=level.xc).density_fit()
+    if xc_grid == "uniform":
+        mf.grids = UniformGrids(cell)
     mf.conv_tol = level.conv_tol
     mf.verbose = 0
     scratch = scf_scratch(atoms, basis, mesh, level)
@@ -335,6 +351,9 @@ def silicon_stage(
     return datasets, attrs
 
 
+XC_GRIDS = ("becke", "uniform")
+
+
 def scf_scratch(atoms: Atoms, basis: str, mesh, level: SiliconLevel = SILICON) -> Path:
     """Restart directory of one periodic SCF: ``$MLHCALC_SCRATCH`` (default ``~/.cache/mlhcalc/scratch``)
     / a hash of the geometry, basis, k-mesh and level, so a restart only ever reuses its own cell's data."""
@@ -377,9 +396,11 @@ def compute_stage(task) -> tuple[Datasets, dict]:
     elif task.level == "silicon":
         level = SiliconLevel()
         if task.stage == "minimal":
-            return silicon_stage(task.atoms, task.charge, task.kmesh, level.basis_minimal, True, level)
+            return silicon_stage(
+                task.atoms, task.charge, task.kmesh, level.basis_minimal, True, level, task.xc_grid
+            )
         if task.stage == "large":
             return silicon_stage(
-                task.atoms, task.charge, task.kmesh, task.basis_large or level.basis_large, False, level
+                task.atoms, task.charge, task.kmesh, task.basis_large or level.basis_large, False, level, task.xc_grid
             )
     raise ValueError(f"unknown stage {task.stage!r} for level {task.level!r}")

@@ -27,7 +27,7 @@ from pathlib import Path
 from ase import Atoms
 
 from mlhcalc.reference import storage
-from mlhcalc.reference.compute import parse_kmesh
+from mlhcalc.reference.compute import XC_GRIDS, parse_kmesh
 from mlhcalc.reference.levels import MoleculeLevel, SiliconLevel, stages_for
 from mlhcalc.reference.storage import LabelError
 from mlhcalc.reference.worker import THREAD_VARIABLES, Task, failure_result, init_worker, run_task
@@ -221,6 +221,7 @@ def _plan(
     threads: int,
     retry_failed: bool,
     input_file: str,
+    xc_grid: str = "becke",
 ) -> _Plan:
     content = storage.scan(directory)
     plan = _Plan(tasks=[], headers={}, invalid=[])
@@ -282,6 +283,7 @@ def _plan(
                 basis_large=basis_large,
                 threads=threads,
                 joint_polarizability=joint and stage == "large",
+                xc_grid=xc_grid,
             )
             if error is not None:
                 failure = failure_result(task, error, tb="")
@@ -373,6 +375,7 @@ def label(
     progress: bool | None = None,
     task_function: Callable[[Task], dict] | None = None,
     input_file: str | None = None,
+    xc_grid: str = "becke",
 ) -> LabelSummary:
     """Label every structure (an ASE-readable file or ``ase.Atoms``) into ``output``'s results directory.
 
@@ -384,6 +387,8 @@ def label(
     ``scheduler``: a Dask scheduler address or ``distributed.Client`` instead. ``basis_large``
     overrides the large basis (tests only: it is not the project's reference level).
     ``input_file`` is recorded with each structure (default: the path given as ``structures``).
+    ``xc_grid`` (silicon): ``"becke"`` (the reference labels) or ``"uniform"`` (for cells too large
+    for the periodic Becke partition; recorded as ``grid`` in each label's attributes).
     ``task_function`` replaces :func:`mlhcalc.reference.worker.run_task` (tests; must be picklable).
     Raises ``KeyboardInterrupt`` after Ctrl-C/SIGTERM, with every finished result kept.
     """
@@ -398,6 +403,8 @@ def label(
         except ValueError as err:
             raise LabelError(str(err)) from None
     threads = max(1, int(threads_per_worker))
+    if xc_grid not in XC_GRIDS:
+        raise LabelError(f"xc_grid must be one of {', '.join(XC_GRIDS)}, got {xc_grid!r}")
     workers = default_workers() if workers is None else int(workers)
     if workers < 0:
         raise LabelError(f"workers must be >= 0, got {workers}")
@@ -420,6 +427,7 @@ def label(
             threads,
             retry_failed,
             input_file,
+            xc_grid,
         )
         summary.skipped_done, summary.skipped_failed = plan.skipped_done, plan.skipped_failed
         for failure in plan.invalid:

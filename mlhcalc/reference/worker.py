@@ -39,6 +39,7 @@ class Task:
     basis_large: str | None = None
     threads: int = 1
     joint_polarizability: bool = False  # stage "large" that also computes "large_polarizability" (one SCF)
+    xc_grid: str = "becke"  # periodic stages: the XC quadrature grid, "becke" or "uniform"
 
 
 def set_threads(threads: int) -> int:
