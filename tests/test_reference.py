@@ -340,6 +340,7 @@ def test_interrupted_periodic_scf_resumes_from_its_scratch(tmp_path, monkeypatch
     with pytest.raises(compute.SCFNotConverged):
         compute.silicon_stage(si, 0, (1, 1, 1), "gth-szv", False)
     assert (scratch / "cderi.complete").is_file() and (scratch / "scf.chk").is_file()
+    assert (scratch / "hcore.npy").is_file()
     monkeypatch.setattr(pbcdft, "KRKS", krks)
     resumed, attrs = compute.silicon_stage(si, 0, (1, 1, 1), "gth-szv", False)
     assert attrs["resumed_from_scratch"]

@@ -366,9 +366,9 @@ def scf_scratch(atoms: Atoms, basis: str, mesh, level: SiliconLevel = SILICON) -
 
 
 def _resume_from_scratch(mf, scratch: Path):
-    """Density-fitting integrals and the SCF checkpoint of ``mf`` in ``scratch``: reuse the integrals if a
-    previous attempt finished building them, start from its last SCF cycle's density if it has one
-    (returned; None for a fresh start). The checkpoint is rewritten every cycle."""
+    """Density-fitting integrals, core Hamiltonian and SCF checkpoint of ``mf`` in ``scratch``: reuse the
+    integrals and H_core if a previous attempt finished building them, start from its last SCF cycle's
+    density if it has one (returned; None for a fresh start). The checkpoint is rewritten every cycle."""
     scratch.mkdir(parents=True, exist_ok=True)
     cderi, complete = scratch / "cderi.h5", scratch / "cderi.complete"
     if complete.is_file() and cderi.is_file():
@@ -377,6 +377,16 @@ def _resume_from_scratch(mf, scratch: Path):
         mf.with_df._cderi_to_save = str(cderi)
         mf.with_df.build()
         complete.touch()
+    # the core Hamiltonian too: its GTH local part alone took over 10 minutes for the 64-atom cell
+    hcore_file = scratch / "hcore.npy"
+    if hcore_file.is_file():
+        hcore = np.load(hcore_file)
+    else:
+        hcore = np.asarray(mf.get_hcore())
+        partial = scratch / "hcore.partial.npy"
+        np.save(partial, hcore)
+        os.replace(partial, hcore_file)
+    mf.get_hcore = lambda *args, **kwargs: hcore
     checkpoint = scratch / "scf.chk"
     density = mf.from_chk(str(checkpoint)) if checkpoint.is_file() else None
     mf.chkfile = str(checkpoint)
