@@ -4,9 +4,11 @@ The model was trained on two-atom cells on 4×4×4 meshes; the 64-atom cell (2×
 cells, every atom rattled by σ = 0.05 Å) at Γ alone folds the same 4×4×4 primitive mesh, but no
 translation symmetry is left and every atom sees a different environment. Reference: its PBE/gth-dzvp
 label in ``data/silicon/supercell64_labels.d`` (``mlhcalc label data/silicon/supercell64.extxyz ...
---level silicon --stages large``: the labeller's KRKS/GDF at Γ). Prints one markdown table, the band
-metrics of ``mlhcalc.training.metrics.band_metrics`` (valence, window = valence + conduction to
-CBM_ref + 1.5 eV, gap), for each model given, and writes them as JSON with ``--json``.
+--level silicon --stages large --xc-grid uniform``: the labeller's KRKS/GDF at Γ, XC on the uniform
+grid because the periodic Becke partition is out of reach for 64 atoms, docs/data.md). Prints one
+markdown table, the band metrics of ``mlhcalc.training.metrics.band_metrics`` (valence, window =
+valence + conduction to CBM_ref + 1.5 eV, gap), for each model given, and writes them as JSON with
+``--json``.
 
     OMP_NUM_THREADS=1 python benchmarks/silicon_transfer.py silicon silicon-szv --json models/silicon/transfer64.json
 """
@@ -32,7 +34,8 @@ def reference_cells(labels: Path = LABELS) -> list:
     if not cells:
         raise SystemExit(
             f"no gth-dzvp labels in {labels}: run `mlhcalc label data/silicon/supercell64.extxyz "
-            "-o data/silicon/supercell64_labels.h5 --level silicon --stages large` first"
+            "-o data/silicon/supercell64_labels.h5 --level silicon --stages large --xc-grid uniform` first "
+            "(docs/data.md)"
         )
     return cells
 

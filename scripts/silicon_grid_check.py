@@ -28,7 +28,6 @@ import numpy as np
 from ase.io import read
 
 REPO = Path(__file__).resolve().parent.parent
-HARTREE_TO_EV = 27.211386245988
 
 
 def becke_cost(path: str, block: int = 2000) -> None:
@@ -79,6 +78,8 @@ def main() -> None:
     from mlhcalc.reference import read as read_labels
     from mlhcalc.reference.compute import SILICON
     from mlhcalc.structure import to_cell
+    from mlhcalc.training.metrics import band_gap
+    from mlhcalc.units import HARTREE_TO_EV
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("index", type=int, nargs="?", help="index in data/silicon/primitive.extxyz (labelled cell)")
@@ -111,10 +112,7 @@ def main() -> None:
     bands = np.sort(np.stack([np.asarray(e) for e in mf.mo_energy]), axis=1)
     nocc = int(label.info["nocc"])
     delta = (bands - reference)[:, :8] * HARTREE_TO_EV
-
-    def gap(b):
-        return b[:, nocc].min() - b[:, nocc - 1].max()
-
+    gap_delta = band_gap(bands, nocc)[0] - band_gap(reference, nocc)[0]
     grid_mesh = tuple(int(n) for n in mf.grids.mesh)
     kmesh = tuple(int(n) for n in label.info["kmesh"])
     print(f"cell {label.info['name']}, uniform XC grid {grid_mesh} ({mf.grids.weights.size} points) "
@@ -122,7 +120,7 @@ def main() -> None:
     print(f"  mean Δ {delta.mean() * 1000:.1f} meV, mean |Δ| {np.abs(delta).mean() * 1000:.1f} meV, "
           f"max |Δ| {np.abs(delta).max() * 1000:.1f} meV, "
           f"spread of Δ (max − min) {np.ptp(delta) * 1000:.1f} meV, "
-          f"gap Δ {(gap(bands) - gap(reference)) * HARTREE_TO_EV * 1000:.1f} meV; "
+          f"gap Δ {gap_delta * HARTREE_TO_EV * 1000:.1f} meV; "
           f"{time.perf_counter() - started:.0f} s")
 
 

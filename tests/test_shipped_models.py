@@ -117,6 +117,7 @@ def test_silicon_supercell_at_gamma_folds_the_primitive_mesh():
     environments in both descriptions of the same crystal."""
     from mlhcalc.calculator import MLHamiltonian
     from mlhcalc.reference import read
+    from mlhcalc.units import HARTREE_TO_EV
 
     cell = next(a for a in read(SILICON_LABELS) if a.info.get("rattle_sigma", 0) > 0)
     atoms = cell.copy()
@@ -128,4 +129,4 @@ def test_silicon_supercell_at_gamma_folds_the_primitive_mesh():
     folded = np.sort(np.asarray(primitive.results["eigenvalues"]).ravel())
     gamma = np.sort(np.asarray(supercell.results["eigenvalues"]).ravel())
     assert gamma.shape == folded.shape == (8 * 8,)
-    np.testing.assert_allclose(gamma, folded, rtol=0, atol=1e-8 * 27.211386245988)  # eV
+    np.testing.assert_allclose(gamma, folded, rtol=0, atol=1e-8 * HARTREE_TO_EV)  # eV

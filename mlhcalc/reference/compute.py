@@ -22,7 +22,7 @@ import numpy as np
 import scipy.linalg
 from ase import Atoms
 
-from mlhcalc.reference.levels import MoleculeLevel, SiliconLevel
+from mlhcalc.reference.levels import XC_GRIDS, MoleculeLevel, SiliconLevel
 from mlhcalc.structure import dipole_origin, to_cell, to_mole
 
 __all__ = [
@@ -349,9 +349,6 @@ def silicon_stage(
     }
     shutil.rmtree(scratch, ignore_errors=True)
     return datasets, attrs
-
-
-XC_GRIDS = ("becke", "uniform")
 
 
 def scf_scratch(atoms: Atoms, basis: str, mesh, level: SiliconLevel = SILICON) -> Path:

@@ -16,6 +16,7 @@ __all__ = [
     "MoleculeLevel",
     "SiliconLevel",
     "stages_for",
+    "XC_GRIDS",
 ]
 
 LEVELS = ("molecule", "silicon")
@@ -23,6 +24,10 @@ LEVELS = ("molecule", "silicon")
 # Order matters: cheap stages first, so a run that is cut short has the cheap labels of every structure.
 MOLECULE_STAGES = ("minimal", "large", "large_polarizability")
 SILICON_STAGES = ("minimal", "large")
+
+# XC quadrature grids of the periodic stages: "becke" (the reference labels) or "uniform" (cell.mesh),
+# for cells too large for the periodic Becke partition (mlhcalc.reference.compute.silicon_stage)
+XC_GRIDS = ("becke", "uniform")
 
 # Suffix of the ``atoms.info`` keys a stage's labels get in :func:`mlhcalc.reference.read`
 # (the CPKS stage adds ``polarizability_large`` to the large-basis labels).

@@ -27,8 +27,8 @@ from pathlib import Path
 from ase import Atoms
 
 from mlhcalc.reference import storage
-from mlhcalc.reference.compute import XC_GRIDS, parse_kmesh
-from mlhcalc.reference.levels import MoleculeLevel, SiliconLevel, stages_for
+from mlhcalc.reference.compute import parse_kmesh
+from mlhcalc.reference.levels import XC_GRIDS, MoleculeLevel, SiliconLevel, stages_for
 from mlhcalc.reference.storage import LabelError
 from mlhcalc.reference.worker import THREAD_VARIABLES, Task, failure_result, init_worker, run_task
 from mlhcalc.structure import resolve_charge, validate_atoms
