@@ -133,6 +133,8 @@ def info(model: str | None, as_json: bool) -> None:
 @click.option("--xc-grid", type=click.Choice(["becke", "uniform"]), default="becke", show_default=True,
               help="Periodic cells: XC quadrature grid. becke = the reference labels; uniform (cell.mesh) for cells "
               "too large for the periodic Becke partition (e.g. the 64-atom supercell; docs/data.md).")
+@click.option("--scf-conv-tol", "conv_tol", type=float, default=None, metavar="HA",
+              help="Periodic cells: SCF energy tolerance instead of 1e-10 Ha (large cells; recorded in the label).")
 @click.option("--format", "input_format", default=None, help="ASE format of INPUT (default: from the file name).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
 def label(
@@ -150,6 +152,7 @@ def label(
     consolidate: bool,
     basis_large: str | None,
     xc_grid: str,
+    conv_tol: float | None,
     input_format: str | None,
     progress: bool | None,
 ) -> None:
@@ -188,6 +191,7 @@ def label(
             progress=progress,
             input_file=input_path,
             xc_grid=xc_grid,
+            conv_tol=conv_tol,
         )
     except reference.LabelError as err:
         raise click.ClickException(str(err)) from None

@@ -294,7 +294,9 @@ def test_uniform_xc_grid_is_an_option_recorded_with_the_label(tmp_path):
     """``--xc-grid uniform`` (for cells too large for the periodic Becke partition) integrates the XC on
     the ``cell.mesh`` grid: recorded in the label's attributes, and bands that differ from the Becke-grid
     run of the same cell by a quadrature difference (nonzero, well below 0.1 eV), not by a different
-    calculation. An unknown grid is refused before anything runs."""
+    calculation. An unknown grid is refused before anything runs. The uniform run also takes
+    ``--scf-conv-tol 1e-8`` (what large cells use), recorded beside the reference's 1e-10; a tolerance
+    for molecules, or a loose one, is refused."""
     si = bulk("Si", "diamond", a=5.43)
     si.info.update(name="si2", kmesh="1 1 1")
     write(tmp_path / "si.xyz", [si], format="extxyz")
@@ -302,17 +304,24 @@ def test_uniform_xc_grid_is_an_option_recorded_with_the_label(tmp_path):
     for grid in ("becke", "uniform"):
         out = tmp_path / f"{grid}.h5"
         args = ["label", str(tmp_path / "si.xyz"), "-o", str(out), "--level", "silicon", "--stages", "large"]
-        result = _invoke([*args, "--basis-large", "gth-szv", "--workers", "0", "--xc-grid", grid])
+        tolerance = ["--scf-conv-tol", "1e-8"] if grid == "uniform" else []
+        result = _invoke([*args, "--basis-large", "gth-szv", "--workers", "0", "--xc-grid", grid, *tolerance])
         assert result.exit_code == 0, result.output
         (cell,) = read(tmp_path / f"{grid}.d")
         bands[grid] = cell.info["bands_large"]
         with h5py.File(next((tmp_path / f"{grid}.d").glob("000000.large.h5")), "r") as root:
-            recorded = root["structures/000000/large"].attrs["grid"]
-        assert recorded == {"becke": "BeckeGrids", "uniform": "UniformGrids"}[grid]
+            attrs = dict(root["structures/000000/large"].attrs)
+        assert attrs["grid"] == {"becke": "BeckeGrids", "uniform": "UniformGrids"}[grid]
+        assert attrs["conv_tol"] == {"becke": 1e-10, "uniform": 1e-8}[grid]
+        assert attrs["converged"]
     difference = np.abs(bands["uniform"] - bands["becke"]).max()
     assert 1e-7 < difference < 0.1 / HARTREE_TO_EV, difference
     with pytest.raises(LabelError, match="xc_grid"):
         label([si], tmp_path / "bad.h5", level="silicon", xc_grid="lebedev", workers=0)
+    with pytest.raises(LabelError, match="periodic labels"):
+        label([molecule("H2O")], tmp_path / "bad.h5", level="molecule", conv_tol=1e-8, workers=0)
+    with pytest.raises(LabelError, match=r"\(0, 1e-6\]"):
+        label([si], tmp_path / "bad.h5", level="silicon", conv_tol=1e-3, workers=0)
 
 
 def test_interrupted_periodic_scf_resumes_from_its_scratch(tmp_path, monkeypatch):

@@ -261,6 +261,7 @@ def silicon_stage(
     with_matrices: bool,
     level: SiliconLevel = SILICON,
     xc_grid: str = "becke",
+    conv_tol: float | None = None,
 ) -> tuple[Datasets, dict]:
     """PBE KRKS with GDF on the Γ-centred mesh: bands, Fermi level/VBM/CBM, energy, k-points (+ H(k), S(k)).
 
@@ -279,7 +280,7 @@ def silicon_stage(
     mf = pbcdft.KRKS(cell, kpts, xc=level.xc).density_fit()
     if xc_grid == "uniform":
         mf.grids = UniformGrids(cell)
-    mf.conv_tol = level.conv_tol
+    mf.conv_tol = level.conv_tol if conv_tol is None else float(conv_tol)
     mf.verbose = 0
     scratch = scf_scratch(atoms, basis, mesh, level)
     resumed = _resume_from_scratch(mf, scratch)
@@ -333,7 +334,8 @@ def silicon_stage(
         "pseudo": level.pseudo,
         "density_fit": True,
         "auxbasis": "default (pyscf.pbc.df.incore.make_auxcell, even-tempered)",
-        "conv_tol": level.conv_tol,
+        "conv_tol": float(mf.conv_tol),
+        "conv_tol_grad": float(mf.conv_tol_grad or np.sqrt(mf.conv_tol)),
         "converged": bool(mf.converged),
         "scf_cycles": int(getattr(mf, "cycles", -1)),
         "nao": int(cell.nao),
@@ -404,10 +406,17 @@ def compute_stage(task) -> tuple[Datasets, dict]:
         level = SiliconLevel()
         if task.stage == "minimal":
             return silicon_stage(
-                task.atoms, task.charge, task.kmesh, level.basis_minimal, True, level, task.xc_grid
+                task.atoms, task.charge, task.kmesh, level.basis_minimal, True, level, task.xc_grid, task.conv_tol
             )
         if task.stage == "large":
             return silicon_stage(
-                task.atoms, task.charge, task.kmesh, task.basis_large or level.basis_large, False, level, task.xc_grid
+                task.atoms,
+                task.charge,
+                task.kmesh,
+                task.basis_large or level.basis_large,
+                False,
+                level,
+                task.xc_grid,
+                task.conv_tol,
             )
     raise ValueError(f"unknown stage {task.stage!r} for level {task.level!r}")

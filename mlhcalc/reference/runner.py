@@ -222,6 +222,7 @@ def _plan(
     retry_failed: bool,
     input_file: str,
     xc_grid: str = "becke",
+    conv_tol: float | None = None,
 ) -> _Plan:
     content = storage.scan(directory)
     plan = _Plan(tasks=[], headers={}, invalid=[])
@@ -284,6 +285,7 @@ def _plan(
                 threads=threads,
                 joint_polarizability=joint and stage == "large",
                 xc_grid=xc_grid,
+                conv_tol=conv_tol,
             )
             if error is not None:
                 failure = failure_result(task, error, tb="")
@@ -376,6 +378,7 @@ def label(
     task_function: Callable[[Task], dict] | None = None,
     input_file: str | None = None,
     xc_grid: str = "becke",
+    conv_tol: float | None = None,
 ) -> LabelSummary:
     """Label every structure (an ASE-readable file or ``ase.Atoms``) into ``output``'s results directory.
 
@@ -389,6 +392,9 @@ def label(
     ``input_file`` is recorded with each structure (default: the path given as ``structures``).
     ``xc_grid`` (silicon): ``"becke"`` (the reference labels) or ``"uniform"`` (for cells too large
     for the periodic Becke partition; recorded as ``grid`` in each label's attributes).
+    ``conv_tol`` (silicon): SCF energy tolerance in hartree instead of the level's 1e-10 (recorded as
+    ``conv_tol``; for large cells, where 1e-10 Ha of a total energy of hundreds of hartree is near
+    round-off and the last decades take many cycles without moving the bands, docs/data.md).
     ``task_function`` replaces :func:`mlhcalc.reference.worker.run_task` (tests; must be picklable).
     Raises ``KeyboardInterrupt`` after Ctrl-C/SIGTERM, with every finished result kept.
     """
@@ -405,6 +411,11 @@ def label(
     threads = max(1, int(threads_per_worker))
     if xc_grid not in XC_GRIDS:
         raise LabelError(f"xc_grid must be one of {', '.join(XC_GRIDS)}, got {xc_grid!r}")
+    if conv_tol is not None:
+        if level != "silicon":
+            raise LabelError("conv_tol applies to periodic labels (--level silicon) only; molecules keep the level's")
+        if not (isinstance(conv_tol, int | float) and 0 < conv_tol <= 1e-6):
+            raise LabelError(f"conv_tol must be a number in (0, 1e-6] hartree, got {conv_tol!r}")
     workers = default_workers() if workers is None else int(workers)
     if workers < 0:
         raise LabelError(f"workers must be >= 0, got {workers}")
@@ -428,6 +439,7 @@ def label(
             retry_failed,
             input_file,
             xc_grid,
+            conv_tol,
         )
         summary.skipped_done, summary.skipped_failed = plan.skipped_done, plan.skipped_failed
         for failure in plan.invalid:

@@ -40,6 +40,7 @@ class Task:
     threads: int = 1
     joint_polarizability: bool = False  # stage "large" that also computes "large_polarizability" (one SCF)
     xc_grid: str = "becke"  # periodic stages: the XC quadrature grid, "becke" or "uniform"
+    conv_tol: float | None = None  # periodic stages: SCF energy tolerance (None: the level's, 1e-10 Ha)
 
 
 def set_threads(threads: int) -> int:
