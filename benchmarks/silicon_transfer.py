@@ -54,7 +54,7 @@ def gamma_bands(model: str, atoms) -> tuple[np.ndarray, float]:
 
 def transfer_metrics(model: str, cells: list, window_ev: float = 1.5) -> dict:
     """Band metrics (eV) of ``model`` on ``cells`` against their gth-dzvp labels, with prediction times."""
-    from mlhcalc.training.metrics import band_metrics
+    from mlhcalc.training.metrics import HARTREE_TO_EV, band_metrics
 
     predictions, references, n_valence, seconds = [], [], [], []
     for atoms in cells:
@@ -66,6 +66,12 @@ def transfer_metrics(model: str, cells: list, window_ev: float = 1.5) -> dict:
         seconds.append(elapsed)
     result = band_metrics(predictions, references, n_valence, window_ev)
     result["predict_seconds"] = float(np.mean(seconds))
+    # the lowest conduction states of the first cell: error and position above the CBM (eV)
+    lowest = slice(n_valence[0], n_valence[0] + 4)
+    pred, ref = predictions[0][0] * HARTREE_TO_EV, references[0][0] * HARTREE_TO_EV
+    result["lowest_conduction_error_ev"] = (pred[lowest] - ref[lowest]).tolist()
+    result["lowest_conduction_above_cbm_ev"] = (pred[lowest] - pred[n_valence[0]]).tolist()
+    result["lowest_conduction_above_cbm_ref_ev"] = (ref[lowest] - ref[n_valence[0]]).tolist()
     result["cells"] = [a.info.get("name", "") for a in cells]
     return result
 
@@ -91,6 +97,16 @@ def main() -> None:
         print(
             f"| {model} | {r['valence_mae_ev']:.3f} | {r['window_mae_ev']:.3f} | {r['conduction_window_mae_ev']:.3f} "
             f"| {r['gap_mae_ev']:.3f} | {r['vbm_mae_ev']:.3f} | {r['cbm_mae_ev']:.3f} | {r['predict_seconds']:.1f} |"
+        )
+    for model, r in results.items():
+        print(
+            f"{model}, lowest 4 conduction states (first cell): error "
+            + ", ".join(f"{e:+.3f}" for e in r["lowest_conduction_error_ev"])
+            + " eV; above the CBM "
+            + ", ".join(f"{e:.3f}" for e in r["lowest_conduction_above_cbm_ev"])
+            + " eV (reference "
+            + ", ".join(f"{e:.3f}" for e in r["lowest_conduction_above_cbm_ref_ev"])
+            + ")"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

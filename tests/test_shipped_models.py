@@ -130,3 +130,58 @@ def test_silicon_supercell_at_gamma_folds_the_primitive_mesh():
     gamma = np.sort(np.asarray(supercell.results["eigenvalues"]).ravel())
     assert gamma.shape == folded.shape == (8 * 8,)
     np.testing.assert_allclose(gamma, folded, rtol=0, atol=1e-8 * HARTREE_TO_EV)  # eV
+
+
+SUPERCELL_LABELS = Path(__file__).resolve().parents[1] / "data" / "silicon" / "supercell64_labels.d"
+GRID_UNCERTAINTY_EV = 0.025  # uniform vs Becke XC grid on a two-atom cell: 4 meV mean, 23 meV max (docs/data.md)
+
+
+def _supercell_band_metrics() -> dict[str, dict[str, float]]:
+    """Band metrics (eV) of models/silicon and its start silicon-szv on the rattled 64-atom supercell at Γ
+    against its PBE/gth-dzvp label (XC on the uniform grid, docs/data.md), through the ASE calculator."""
+    from mlhcalc.calculator import MLHamiltonian
+    from mlhcalc.reference import read
+    from mlhcalc.training import metrics
+    from mlhcalc.units import HARTREE_TO_EV
+
+    (cell,) = [a for a in read(SUPERCELL_LABELS) if "bands_large" in a.info]
+    assert len(cell) == 64 and cell.info["kmesh"].tolist() == [1, 1, 1] and cell.info["split"] == "transfer"
+    reference = np.sort(np.asarray(cell.info["bands_large"]), axis=1)[:, : 4 * 64]
+    nocc = int(cell.info["nocc"])
+    assert nocc == 128
+    results = {}
+    for name in ("silicon", "silicon-szv"):
+        calc = MLHamiltonian(model=name, kpts=(1, 1, 1))
+        atoms = cell.copy()
+        atoms.info = {}
+        calc.calculate(atoms, ["eigenvalues"])
+        predicted = np.asarray(calc.results["eigenvalues"])[0] / HARTREE_TO_EV
+        assert predicted.shape == reference.shape
+        results[name] = metrics.band_metrics([predicted], [reference], [nocc])
+    return results
+
+
+@pytest.fixture(scope="module")
+def supercell_metrics():
+    return _supercell_band_metrics()
+
+
+def test_silicon_transfers_to_the_rattled_64_atom_supercell_window(supercell_metrics):
+    """Issue 7's transfer test: models/silicon, trained on two-atom cells on 4×4×4 meshes, on the rattled
+    64-atom supercell at Γ. The window MAE (valence + conduction to CBM_ref + 1.5 eV) stays within the
+    issue's 50 meV plus the label's own grid uncertainty, and at least 3× closer than the direct fit
+    silicon-szv it started from. Measured values: models/silicon/README.md."""
+    ours, start = supercell_metrics["silicon"], supercell_metrics["silicon-szv"]
+    assert ours["window_mae_ev"] < 0.050 + GRID_UNCERTAINTY_EV, supercell_metrics
+    assert ours["valence_mae_ev"] < 0.050 + GRID_UNCERTAINTY_EV, supercell_metrics
+    assert ours["window_mae_ev"] < start["window_mae_ev"] / 3, supercell_metrics
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss (models/silicon/README.md): the supercell gap is 0.376 eV against 0.540 eV, the "
+    "CBM 0.21 eV too low; likely because in the two-atom training cells a rattle is a coherent "
+    "distortion, never disorder. Passes (then fails as XPASS) once a model meets the target.",
+)
+def test_silicon_64_atom_supercell_gap_within_target(supercell_metrics):
+    assert supercell_metrics["silicon"]["gap_mae_ev"] < 0.050 + GRID_UNCERTAINTY_EV, supercell_metrics
