@@ -52,15 +52,18 @@ def main() -> None:
     for atoms, flag in zip(structures, chosen):
         atoms.info["polarizability"] = flag
     print(f"{sum(chosen)} of {len(structures)} structures get a polarizability ({args.split} split)")
-    summary = label(
-        structures,
-        args.output,
-        level="molecule",
-        stages="minimal,large_polarizability",
-        polarizability="info",
-        workers=args.workers,
-        input_file=args.structures,
-    )
+    try:
+        summary = label(
+            structures,
+            args.output,
+            level="molecule",
+            stages="minimal,large_polarizability",
+            polarizability="info",
+            workers=args.workers,
+            input_file=args.structures,
+        )
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted: every finished label is kept; rerun the same command to continue") from None
     print(summary)
 
 
