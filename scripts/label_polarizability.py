@@ -21,13 +21,14 @@ from ase.io import read as ase_read
 
 from mlhcalc.reference import label
 from mlhcalc.reference import read as read_labels
+from mlhcalc.reference.runner import info_flag
 from mlhcalc.reference.storage import result_paths
 
 
 def selected(structures: list, labelled: set[str], split: str) -> list[bool]:
     """Per structure: flagged for α in the input, in ``split``, and (if ``labelled`` is not empty) named in it."""
     return [
-        str(a.info.get("polarizability", False)).lower() in ("true", "t", "1")
+        info_flag(a.info.get("polarizability", False))
         and a.info.get("split") == split
         and (not labelled or a.info.get("name") in labelled)
         for a in structures

@@ -402,21 +402,17 @@ def compute_stage(task) -> tuple[Datasets, dict]:
             return molecule_large(task.atoms, task.charge, level, task.basis_large)
         if task.stage == "large_polarizability":
             return molecule_large_polarizability(task.atoms, task.charge, level, task.basis_large)
-    elif task.level == "silicon":
+    elif task.level == "silicon" and task.stage in ("minimal", "large"):
         level = SiliconLevel()
-        if task.stage == "minimal":
-            return silicon_stage(
-                task.atoms, task.charge, task.kmesh, level.basis_minimal, True, level, task.xc_grid, task.conv_tol
-            )
-        if task.stage == "large":
-            return silicon_stage(
-                task.atoms,
-                task.charge,
-                task.kmesh,
-                task.basis_large or level.basis_large,
-                False,
-                level,
-                task.xc_grid,
-                task.conv_tol,
-            )
+        minimal = task.stage == "minimal"  # the minimal basis also stores H(k), S(k)
+        return silicon_stage(
+            task.atoms,
+            task.charge,
+            task.kmesh,
+            level.basis_minimal if minimal else task.basis_large or level.basis_large,
+            with_matrices=minimal,
+            level=level,
+            xc_grid=task.xc_grid,
+            conv_tol=task.conv_tol,
+        )
     raise ValueError(f"unknown stage {task.stage!r} for level {task.level!r}")

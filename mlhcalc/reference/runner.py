@@ -68,7 +68,8 @@ def parse_stages(stages: str | Sequence[str] | None, level: str) -> tuple[str, .
     return tuple(s for s in known if s in names)
 
 
-def _flag(value) -> bool:
+def info_flag(value) -> bool:
+    """A yes/no value of ``atoms.info`` (bool, number, or text such as extxyz's T/F, true, yes)."""
     if isinstance(value, str):
         return value.strip().lower() in ("1", "t", "true", "yes", "y")
     try:
@@ -230,7 +231,7 @@ def _plan(
     for index, atoms in enumerate(structures):
         sid = storage.structure_id(index)
         wants_alpha = level == "molecule" and (
-            polarizability == "all" or (polarizability == "info" and _flag(atoms.info.get("polarizability", False)))
+            polarizability == "all" or (polarizability == "info" and info_flag(atoms.info.get("polarizability", False)))
         )
         applicable = [s for s in stages if s != "large_polarizability" or wants_alpha]
         error = None
