@@ -135,6 +135,9 @@ def info(model: str | None, as_json: bool) -> None:
               "too large for the periodic Becke partition (e.g. the 64-atom supercell; docs/data.md).")
 @click.option("--scf-conv-tol", "conv_tol", type=float, default=None, metavar="HA",
               help="Periodic cells: SCF energy tolerance instead of 1e-10 Ha (large cells; recorded in the label).")
+@click.option("--only", "only", default=None, metavar="I,J,...",
+              help="Label only these structures of INPUT (0-based input positions), in this order. Ids stay the "
+              "input positions, so a later run without --only fills in the rest.")
 @click.option("--format", "input_format", default=None, help="ASE format of INPUT (default: from the file name).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: only on a terminal).")
 def label(
@@ -153,6 +156,7 @@ def label(
     basis_large: str | None,
     xc_grid: str,
     conv_tol: float | None,
+    only: str | None,
     input_format: str | None,
     progress: bool | None,
 ) -> None:
@@ -168,6 +172,12 @@ def label(
     if polarizability_all and polarizability_from_info:
         raise click.UsageError("give either --polarizability or --polarizability-from-info, not both")
     mode = "all" if polarizability_all else "info" if polarizability_from_info else "none"
+    indices = None
+    if only is not None:
+        try:
+            indices = [int(part) for part in only.split(",") if part.strip()]
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated integers, got {only!r}", param_hint="--only") from None
     try:
         structures = ase.io.read(input_path, index=":", format=input_format)
     except Exception as err:  # ASE raises many kinds for unreadable input
@@ -192,6 +202,7 @@ def label(
             input_file=input_path,
             xc_grid=xc_grid,
             conv_tol=conv_tol,
+            only=indices,
         )
     except reference.LabelError as err:
         raise click.ClickException(str(err)) from None

@@ -184,3 +184,36 @@ def test_config_errors_name_the_key(tmp_path, cells):
         band_training.BandTrainer(band_training.load_band_config(path), log=lambda _: None)
     assert band_training.is_band_config(path)
     assert not band_training.is_band_config(REPO / "configs" / "organic.yaml")
+
+
+def test_several_label_sets_with_their_own_limits(tmp_path, cells):
+    """``labels`` as a list (e.g. primitive and cubic cells): the splits are the union, ``max_train``
+    applies per set, and the training-data hash and description cover every set's files."""
+    sets = {"a.d": cells[:3], "b.d": cells[3:]}
+    for name, members in sets.items():
+        (tmp_path / name).mkdir()
+        for atoms in members:
+            for file in LABELS.glob(f"{atoms.info['structure_id']}.*.h5"):
+                shutil.copy(file, tmp_path / name / file.name)
+    ids = {split: [a.info["structure_id"] for a in cells if a.info["split"] == split] for split in ("train", "test")}
+    path = _config(
+        tmp_path, cells, labels=[{"path": str(tmp_path / "a.d"), "max_train": 1}, str(tmp_path / "b.d")],
+        max_epochs=1, lbfgs_max_iter=2, output=str(tmp_path / "run-sets"),
+    )  # fmt: skip
+    config = band_training.load_band_config(path)
+    assert config.label_sets() == [(str(tmp_path / "a.d"), 1, None), (str(tmp_path / "b.d"), None, None)]
+    trainer = band_training.BandTrainer(config, log=lambda _: None)
+    assert [a.info["structure_id"] for a in trainer.splits["train"]] == ids["train"][:1]
+    assert [a.info["structure_id"] for a in trainer.splits["test"]] == ids["test"]  # the val split here
+    assert [a.info["label_set"] for a in trainer.splits["test"]] == [0, 1]
+    saved = HamiltonianModel.load(trainer.fit())
+    assert "1 train + 1 val cells of a.d; 0 train + 1 val cells of b.d" in saved.metadata["training_data"]
+    one_set = band_training.BandTrainer(
+        band_training.load_band_config(_config(tmp_path, cells, labels=str(tmp_path / "a.d"), max_train=1,
+                                               output=str(tmp_path / "run-a"))), log=lambda _: None
+    )  # fmt: skip
+    assert [a.info["structure_id"] for a in one_set.splits["test"]] == ids["test"][:1]
+    for bad, message in (([], "empty list"), ([{"max_train": 1}], r"labels\[0\] must be"),
+                         ([{"path": "x", "cap": 1}], "unknown keys")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            band_training.load_band_config(_config(tmp_path, cells, labels=bad))

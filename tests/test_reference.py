@@ -388,6 +388,22 @@ def test_changed_input_or_level_refused(tmp_path):
     assert path == tmp_path / "o.h5" and len(read(path)) == 1
 
 
+def test_only_labels_the_chosen_structures_in_the_given_order(tmp_path):
+    structures = [molecule(name) for name in ("H2", "HF", "LiH")]
+    write(tmp_path / "three.xyz", structures, format="extxyz")
+    first = label(tmp_path / "three.xyz", tmp_path / "o.h5", stages="minimal", workers=0, only=[2, 0])
+    assert first.computed == [("000002", "minimal"), ("000000", "minimal")]  # ids are input positions
+    assert [a.get_chemical_formula() for a in read(tmp_path / "o.d")] == ["H2", "HLi"]
+    rest = _invoke(["label", str(tmp_path / "three.xyz"), "-o", str(tmp_path / "o.h5"), "--stages", "minimal",
+                    "--workers", "0"])
+    assert rest.exit_code == 0 and "1 structure-stages computed" in rest.output and "2 already done" in rest.output
+    for only, message in (("3", "outside the input's 3 structures"), ("1,1", "repeated"), ("a,1", "comma-separated")):
+        result = CliRunner().invoke(
+            main, ["label", str(tmp_path / "three.xyz"), "-o", str(tmp_path / "x.h5"), "--only", only]
+        )
+        assert result.exit_code != 0 and message in result.output, result.output
+
+
 def test_minimal_stage_recomputed_when_polarizability_is_asked_later(tmp_path):
     h2 = molecule("H2")
     first = label([h2], tmp_path / "p.h5", stages="minimal", workers=0)

@@ -224,11 +224,16 @@ def _plan(
     input_file: str,
     xc_grid: str = "becke",
     conv_tol: float | None = None,
+    only: Sequence[int] | None = None,
 ) -> _Plan:
     content = storage.scan(directory)
     plan = _Plan(tasks=[], headers={}, invalid=[])
     periodic = level == "silicon"
+    # structures outside ``only`` are not planned at all; those inside run in the order given
+    priority = {index: position for position, index in enumerate(only)} if only is not None else None
     for index, atoms in enumerate(structures):
+        if priority is not None and index not in priority:
+            continue
         sid = storage.structure_id(index)
         wants_alpha = level == "molecule" and (
             polarizability == "all" or (polarizability == "info" and info_flag(atoms.info.get("polarizability", False)))
@@ -297,7 +302,8 @@ def _plan(
             else:
                 plan.tasks.append(task)
     rank = {stage: r for r, stage in enumerate(stages)}
-    plan.tasks.sort(key=lambda t: (rank[t.stage], t.index))  # cheap stages of every structure first
+    # cheap stages of every structure first; within a stage, input order (or the order of ``only``)
+    plan.tasks.sort(key=lambda t: (rank[t.stage], priority[t.index] if priority is not None else t.index))
     return plan
 
 
@@ -380,6 +386,7 @@ def label(
     input_file: str | None = None,
     xc_grid: str = "becke",
     conv_tol: float | None = None,
+    only: Sequence[int] | None = None,
 ) -> LabelSummary:
     """Label every structure (an ASE-readable file or ``ase.Atoms``) into ``output``'s results directory.
 
@@ -396,6 +403,8 @@ def label(
     ``conv_tol`` (silicon): SCF energy tolerance in hartree instead of the level's 1e-10 (recorded as
     ``conv_tol``; for large cells, where 1e-10 Ha of a total energy of hundreds of hartree is near
     round-off and the last decades take many cycles without moving the bands, docs/data.md).
+    ``only``: label just these input indices (0-based), in this order (the rest are left alone;
+    ids stay the input positions, so a later run of the whole input resumes around them).
     ``task_function`` replaces :func:`mlhcalc.reference.worker.run_task` (tests; must be picklable).
     Raises ``KeyboardInterrupt`` after Ctrl-C/SIGTERM, with every finished result kept.
     """
@@ -422,6 +431,13 @@ def label(
         raise LabelError(f"workers must be >= 0, got {workers}")
     atoms_list, source = _read_input(structures)
     input_file = str(input_file) if input_file is not None else source
+    if only is not None:
+        only = [int(i) for i in only]
+        outside = [i for i in only if not 0 <= i < len(atoms_list)]
+        if outside:
+            raise LabelError(f"only: indices {outside} are outside the input's {len(atoms_list)} structures (0-based)")
+        if len(set(only)) != len(only):
+            raise LabelError(f"only: repeated indices in {only}")
     directory, consolidated_path = storage.result_paths(output)
     directory.mkdir(parents=True, exist_ok=True)
     summary = LabelSummary(directory=directory, n_structures=len(atoms_list))
@@ -441,6 +457,7 @@ def label(
             input_file,
             xc_grid,
             conv_tol,
+            only,
         )
         summary.skipped_done, summary.skipped_failed = plan.skipped_done, plan.skipped_failed
         for failure in plan.invalid:

@@ -67,8 +67,10 @@ class BandConfig:
 
     - ``kind``: ``bands`` (marks the file for ``mlhcalc train``).
     - ``labels``: labelled cells (``OUT.d`` or ``.h5`` of ``mlhcalc label --level silicon``) with the
-      ``large`` stage; ``train_split`` / ``val_split`` values of ``atoms.info['split']``;
-      ``max_train`` / ``max_val``: the first N labelled cells of each (input order).
+      ``large`` stage, or a list of such sets (e.g. primitive and cubic cells), each a path or a mapping
+      ``{path, max_train, max_val}``; ``train_split`` / ``val_split`` values of ``atoms.info['split']``;
+      ``max_train`` / ``max_val``: the first N labelled cells of each split (input order), per set
+      unless the set gives its own.
     - ``init``: the starting model (a direct H(T) fit, e.g. ``models/silicon-szv``).
     - ``window_ev``: conduction states up to CBM_ref + this; ``degeneracy_ev``: reference states closer
       than this share their mean as target.
@@ -79,7 +81,7 @@ class BandConfig:
     """
 
     kind: str = "bands"
-    labels: str = ""
+    labels: str | tuple = ""
     train_split: str = "train"
     val_split: str = "val"
     max_train: int | None = None
@@ -104,7 +106,16 @@ class BandConfig:
         values = dataclasses.asdict(self)
         values.pop("source")
         values["evaluation_splits"] = list(self.evaluation_splits)
+        if isinstance(self.labels, tuple):
+            values["labels"] = [dict(entry) for entry in self.labels]
         return values
+
+    def label_sets(self) -> list[tuple[str, int | None, int | None]]:
+        """``(path, max_train, max_val)`` of every label set, in the order given."""
+        if isinstance(self.labels, str):
+            return [(self.labels, self.max_train, self.max_val)]
+        sets = [dict(entry) for entry in self.labels]
+        return [(e["path"], e.get("max_train", self.max_train), e.get("max_val", self.max_val)) for e in sets]
 
 
 def is_band_config(path: str | os.PathLike) -> bool:
@@ -138,8 +149,9 @@ def _band_values(values, base: Path) -> dict:
     values = dict(_check_keys(values, BandConfig, ""))
     if values.get("kind") != "bands":
         raise ConfigError("a band-training config needs 'kind: bands'")
-    for key in ("labels", "init", "output", "save_model"):
+    for key in ("init", "output", "save_model"):
         values[key] = _path(values.get(key), key, base, optional=key == "save_model")
+    values["labels"] = _label_sets(values.get("labels"), base)
     for key in ("window_ev", "degeneracy_ev", "anchor", "lr"):
         if key in values:
             values[key] = _number(values[key], key, low=0)
@@ -151,6 +163,28 @@ def _band_values(values, base: Path) -> dict:
     if "evaluation_splits" in values:
         values["evaluation_splits"] = tuple(values["evaluation_splits"])
     return values
+
+
+def _label_sets(value, base: Path) -> str | tuple:
+    """``labels``: one path (kept a string) or a list of paths / ``{path, max_train, max_val}`` mappings."""
+    if not isinstance(value, list):
+        return _path(value, "labels", base)
+    if not value:
+        raise ConfigError("labels: an empty list; give at least one labels directory")
+    sets = []
+    for n, entry in enumerate(value):
+        entry = {"path": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or "path" not in entry:
+            raise ConfigError(f"labels[{n}] must be a path or a mapping with 'path', got {entry!r}")
+        unknown = set(entry) - {"path", "max_train", "max_val"}
+        if unknown:
+            raise ConfigError(f"labels[{n}]: unknown keys {sorted(unknown)} (allowed: path, max_train, max_val)")
+        checked = {"path": _path(entry["path"], f"labels[{n}].path", base)}
+        for key in ("max_train", "max_val"):
+            if key in entry:
+                checked[key] = _number(entry[key], f"labels[{n}].{key}", integer=True, low=1)
+        sets.append(tuple(sorted(checked.items())))
+    return tuple(sets)
 
 
 # ------------------------------------------------------------------------------------------ targets
@@ -340,18 +374,27 @@ class BandTrainer:
             )
 
     def _load_data(self) -> None:
+        from mlhcalc.reference import result_paths
         from mlhcalc.training.direct import load_labelled
 
         config = self.config
         started = time.perf_counter()
-        self.splits: dict[str, list[Atoms]] = load_labelled(config.labels, key="bands_large")
-        for split, limit in ((config.train_split, config.max_train), (config.val_split, config.max_val)):
-            if limit is not None:
-                self.splits[split] = self.splits.get(split, [])[:limit]
+        self.splits: dict[str, list[Atoms]] = {}
+        self.label_dirs: list[Path] = []
+        for n, (path, max_train, max_val) in enumerate(config.label_sets()):
+            groups = load_labelled(path, key="bands_large")
+            for split, limit in ((config.train_split, max_train), (config.val_split, max_val)):
+                if limit is not None and split in groups:
+                    groups[split] = groups[split][:limit]
+            for split, cells in groups.items():
+                for atoms in cells:
+                    atoms.info["label_set"] = n  # which set's files hold the cell (training-data hash)
+                self.splits.setdefault(split, []).extend(cells)
+            self.label_dirs.append(result_paths(path)[0])
+        for split in (config.train_split, config.val_split):
             if not self.splits.get(split):
-                raise ValueError(
-                    f"{config.labels}: no cell of split {split!r} has large-basis bands (label them first)"
-                )
+                sets = ", ".join(path for path, _, _ in config.label_sets())
+                raise ValueError(f"{sets}: no cell of split {split!r} has large-basis bands (label them first)")
         self._targets: dict[str, list[BandTarget]] = {}
         self.train = CellBands(
             self.model, self.splits[config.train_split], self.targets(config.train_split), self.shift
@@ -486,7 +529,6 @@ class BandTrainer:
 
     def _finish(self) -> Path:
         from mlhcalc.model import hash_files
-        from mlhcalc.reference import result_paths
         from mlhcalc.training.direct import label_files
         from mlhcalc.training.trainer import _atomic_text
 
@@ -512,7 +554,16 @@ class BandTrainer:
                     baseline, self.targets(split), config.window_ev
                 )
         used = self.splits[config.train_split] + self.splits[config.val_split]
-        labels_dir = result_paths(config.labels)[0]
+        files = [
+            path
+            for n, labels_dir in enumerate(self.label_dirs)
+            for path in label_files(labels_dir, [a for a in used if a.info["label_set"] == n], stage="large")
+        ]
+        counts = [
+            f"{sum(a.info['label_set'] == n for a in self.splits[config.train_split])} train + "
+            f"{sum(a.info['label_set'] == n for a in self.splits[config.val_split])} val cells of {labels_dir.name}"
+            for n, labels_dir in enumerate(self.label_dirs)
+        ]
         summary = {
             "status": state["status"],
             "best_epoch": state["best_epoch"],
@@ -525,9 +576,8 @@ class BandTrainer:
         command = f"mlhcalc train {shlex.quote(os.path.relpath(config.source))}" if config.source else "BandTrainer"
         metadata = dict(
             level_of_theory=f"PBE/gth-dzvp (gth-pade) band energies through an effective {self.model.basis} H(T)",
-            training_data_sha256=hash_files(label_files(labels_dir, used, stage="large")),
-            training_data=f"{len(self.splits[config.train_split])} train + {len(self.splits[config.val_split])} val "
-            f"cells of {labels_dir.name} (large stage), input order",
+            training_data_sha256=hash_files(files),
+            training_data=f"{'; '.join(counts)} (large stage), input order",
             training_command=command,
             metrics=results,
             training={
