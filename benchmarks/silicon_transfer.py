@@ -40,15 +40,16 @@ def reference_cells(labels: Path = LABELS) -> list:
     return cells
 
 
-def gamma_bands(model: str, atoms) -> tuple[np.ndarray, float]:
-    """The model's Γ-point eigenvalues (hartree, shape (1, n_bands)) from the ASE calculator, and the
-    wall time of the calculator, model loading included (s)."""
+def label_mesh_bands(model: str, atoms) -> tuple[np.ndarray, float]:
+    """The model's eigenvalues on the label's k-points (hartree, shape (n_k, n_bands); Γ alone for the
+    64-atom cell) from the ASE calculator, and the wall time of the calculator, model loading included (s)."""
     from silicon_plots import model_bands_ev
 
     from mlhcalc.training.metrics import HARTREE_TO_EV
 
+    kpts_frac = np.atleast_2d(np.asarray(atoms.info.get("kpts_frac", np.zeros((1, 3))), dtype=float))
     started = time.perf_counter()
-    bands = model_bands_ev(model, atoms.copy(), np.zeros((1, 3)))
+    bands = model_bands_ev(model, atoms.copy(), kpts_frac)
     return np.asarray(bands) / HARTREE_TO_EV, time.perf_counter() - started
 
 
@@ -58,7 +59,7 @@ def transfer_metrics(model: str, cells: list, window_ev: float = 1.5) -> dict:
 
     predictions, references, n_valence, seconds = [], [], [], []
     for atoms in cells:
-        bands, elapsed = gamma_bands(model, atoms)
+        bands, elapsed = label_mesh_bands(model, atoms)
         reference = np.sort(np.atleast_2d(np.asarray(atoms.info["bands_large"])), axis=1)
         predictions.append(np.sort(bands.reshape(reference.shape[0], -1), axis=1))
         references.append(reference[:, : predictions[-1].shape[1]])
@@ -79,7 +80,8 @@ def transfer_metrics(model: str, cells: list, window_ev: float = 1.5) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="model names or directories (e.g. silicon silicon-szv)")
-    parser.add_argument("--labels", default=str(LABELS))
+    parser.add_argument("--labels", default=str(LABELS),
+                        help="labelled cells, scored on their own label meshes (e.g. data/silicon/cubic_labels.d)")
     parser.add_argument("--window", type=float, default=1.5, help="conduction window above CBM_ref (eV)")
     parser.add_argument("--json", help="write the metrics of every model to this file")
     args = parser.parse_args()
@@ -87,7 +89,7 @@ def main() -> None:
     cells = reference_cells(Path(args.labels))
     results = {model: transfer_metrics(model, cells, args.window) for model in args.models}
     names = ", ".join(results[args.models[0]]["cells"])
-    print(f"{len(cells)} cell(s) ({names}) at Γ against PBE/gth-dzvp; errors in eV, no alignment")
+    print(f"{len(cells)} cell(s) ({names}) on their label k-points against PBE/gth-dzvp; errors in eV, no alignment")
     print(
         "| model | valence MAE | window MAE | conduction (≤ CBM+1.5) MAE | gap error | VBM error | CBM error "
         "| calculator s (incl. load) |"
@@ -100,7 +102,7 @@ def main() -> None:
         )
     for model, r in results.items():
         print(
-            f"{model}, lowest 4 conduction states (first cell): error "
+            f"{model}, lowest 4 conduction states (first cell, first k-point): error "
             + ", ".join(f"{e:+.3f}" for e in r["lowest_conduction_error_ev"])
             + " eV; above the CBM "
             + ", ".join(f"{e:.3f}" for e in r["lowest_conduction_above_cbm_ev"])
