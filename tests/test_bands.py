@@ -19,6 +19,7 @@ from mlhcalc.training.metrics import HARTREE_TO_EV
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = REPO / "data" / "silicon" / "primitive_labels.d"
+CUBIC = REPO / "data" / "silicon" / "cubic_labels.d"  # rattled 8-atom cells, 2×2×2 mesh
 INIT = REPO / "models" / "silicon-szv"
 
 
@@ -187,14 +188,14 @@ def test_config_errors_name_the_key(tmp_path, cells):
 
 
 def test_several_label_sets_with_their_own_limits(tmp_path, cells):
-    """``labels`` as a list (e.g. primitive and cubic cells): the splits are the union, ``max_train``
-    applies per set, and the training-data hash and description cover every set's files."""
-    sets = {"a.d": cells[:3], "b.d": cells[3:]}
-    for name, members in sets.items():
-        (tmp_path / name).mkdir()
-        for atoms in members:
-            for file in LABELS.glob(f"{atoms.info['structure_id']}.*.h5"):
-                shutil.copy(file, tmp_path / name / file.name)
+    """``labels`` as a list (primitive and cubic cells): the splits are the union, ``max_train``
+    applies per set, cells of different sizes train and score together, and the training-data hash
+    and description cover every set's files."""
+    (tmp_path / "a.d").mkdir()
+    for atoms in cells:
+        for file in LABELS.glob(f"{atoms.info['structure_id']}.*.h5"):
+            shutil.copy(file, tmp_path / "a.d" / file.name)
+    shutil.copytree(CUBIC, tmp_path / "b.d", ignore=shutil.ignore_patterns(".lock", "0000[1-9]*", "00000[0-57-9]*"))
     ids = {split: [a.info["structure_id"] for a in cells if a.info["split"] == split] for split in ("train", "test")}
     path = _config(
         tmp_path, cells, labels=[{"path": str(tmp_path / "a.d"), "max_train": 1}, str(tmp_path / "b.d")],
@@ -203,16 +204,13 @@ def test_several_label_sets_with_their_own_limits(tmp_path, cells):
     config = band_training.load_band_config(path)
     assert config.label_sets() == [(str(tmp_path / "a.d"), 1, None), (str(tmp_path / "b.d"), None, None)]
     trainer = band_training.BandTrainer(config, log=lambda _: None)
-    assert [a.info["structure_id"] for a in trainer.splits["train"]] == ids["train"][:1]
+    assert [a.info["structure_id"] for a in trainer.splits["train"]] == [*ids["train"][:1], "000006"]
+    assert [len(a) for a in trainer.splits["train"]] == [2, 8]
     assert [a.info["structure_id"] for a in trainer.splits["test"]] == ids["test"]  # the val split here
-    assert [a.info["label_set"] for a in trainer.splits["test"]] == [0, 1]
     saved = HamiltonianModel.load(trainer.fit())
-    assert "1 train + 1 val cells of a.d; 0 train + 1 val cells of b.d" in saved.metadata["training_data"]
-    one_set = band_training.BandTrainer(
-        band_training.load_band_config(_config(tmp_path, cells, labels=str(tmp_path / "a.d"), max_train=1,
-                                               output=str(tmp_path / "run-a"))), log=lambda _: None
-    )  # fmt: skip
-    assert [a.info["structure_id"] for a in one_set.splits["test"]] == ids["test"][:1]
+    assert "1 train + 2 val cells of a.d; 1 train + 0 val cells of b.d" in saved.metadata["training_data"]
+    scores = band_training.band_scores([b.detach().numpy() for b in trainer.train.bands()], trainer.targets("train"))
+    assert scores["n_structures"] == 2 and np.isfinite(scores["gap_mae_ev"])  # 8 and 32 bands together
     for bad, message in (([], "empty list"), ([{"max_train": 1}], r"labels\[0\] must be"),
                          ([{"path": "x", "cap": 1}], "unknown keys")):  # fmt: skip
         with pytest.raises(ConfigError, match=message):

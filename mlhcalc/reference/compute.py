@@ -368,6 +368,8 @@ def _resume_from_scratch(mf, scratch: Path):
     """Density-fitting integrals, core Hamiltonian and SCF checkpoint of ``mf`` in ``scratch``: reuse the
     integrals and H_core if a previous attempt finished building them, start from its last SCF cycle's
     density if it has one (returned; None for a fresh start). The checkpoint is rewritten every cycle."""
+    from pyscf.lib.chkfile import load as chkfile_load
+
     scratch.mkdir(parents=True, exist_ok=True)
     cderi, complete = scratch / "cderi.h5", scratch / "cderi.complete"
     if complete.is_file() and cderi.is_file():
@@ -387,7 +389,11 @@ def _resume_from_scratch(mf, scratch: Path):
         os.replace(partial, hcore_file)
     mf.get_hcore = lambda *args, **kwargs: hcore
     checkpoint = scratch / "scf.chk"
-    density = mf.from_chk(str(checkpoint)) if checkpoint.is_file() else None
+    density = None
+    # PySCF writes the cell into the checkpoint before the first cycle: a run killed that early
+    # leaves a checkpoint without an SCF record, and the next attempt starts from the usual guess
+    if checkpoint.is_file() and chkfile_load(str(checkpoint), "scf") is not None:
+        density = mf.from_chk(str(checkpoint))
     mf.chkfile = str(checkpoint)
     return density
 

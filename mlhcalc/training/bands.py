@@ -299,12 +299,11 @@ BREAK_BINS_EV = ((0.0, 1.5), (1.5, 3.0), (3.0, 5.0), (5.0, math.inf))
 
 
 def band_scores(bands: Sequence[np.ndarray], targets: Sequence[BandTarget], window_ev: float = 1.5) -> dict:
-    """Metrics (eV) of model bands against the large-basis reference (first nao reference bands):
+    """Metrics (eV) of model bands against the large-basis reference (each cell's first nao reference bands):
     window MAE (valence + conduction to CBM + ``window_ev``), valence, conduction window, gap / VBM /
     CBM errors (means over cells), and the conduction-state MAE in bins of E_ref − CBM_ref (where the
-    minimal basis breaks)."""
-    nao = bands[0].shape[1]
-    refs = [t.reference[:, :nao] for t in targets]
+    minimal basis breaks). Cells may differ in size (e.g. primitive and cubic)."""
+    refs = [t.reference[:, : b.shape[1]] for b, t in zip(bands, targets)]
     n_valence = [t.n_valence for t in targets]
     result = {"n_structures": len(targets), **metrics.band_metrics(bands, refs, n_valence, window_ev)}
     above = np.concatenate([(r[:, nv:] - metrics.band_gap(r, nv)[2]).ravel() for r, nv in zip(refs, n_valence)])
