@@ -339,11 +339,13 @@ def test_interrupted_periodic_scf_resumes_from_its_scratch(tmp_path, monkeypatch
     scratch = compute.scf_scratch(si, "gth-szv", (1, 1, 1))
     assert not scratch.exists()  # removed after success
 
-    # killed before the first cycle: PySCF has written the cell, but no SCF record, into the checkpoint
+    # killed before the first cycle: PySCF has written the cell, but no SCF record, into the checkpoint,
+    # and the integrals file is partial (no completion marker)
     from pyscf.pbc.lib.chkfile import save_cell
 
     scratch.mkdir(parents=True)
     save_cell(to_cell(si, "gth-szv"), str(scratch / "scf.chk"))
+    (scratch / "cderi.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated by a kill")
     early, early_attrs = compute.silicon_stage(si, 0, (1, 1, 1), "gth-szv", False)
     assert not early_attrs["resumed_from_scratch"] and not scratch.exists()
     np.testing.assert_allclose(early["bands"][0], fresh["bands"][0], rtol=0, atol=MO_TOL)

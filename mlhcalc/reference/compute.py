@@ -375,6 +375,7 @@ def _resume_from_scratch(mf, scratch: Path):
     if complete.is_file() and cderi.is_file():
         mf.with_df._cderi = str(cderi)
     else:
+        cderi.unlink(missing_ok=True)  # a build killed midway leaves a partial file PySCF cannot reopen
         mf.with_df._cderi_to_save = str(cderi)
         mf.with_df.build()
         complete.touch()
