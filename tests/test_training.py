@@ -512,7 +512,7 @@ def test_yaml_errors_and_shipped_examples(tmp_path):
     for path in examples:
         if is_band_config(path):  # periodic band training (mlhcalc.training.bands)
             config = load_band_config(path)
-            assert Path(config.labels).is_absolute() and Path(config.init).is_dir()
+            assert all(Path(path).is_dir() for path, _, _ in config.label_sets()) and Path(config.init).is_dir()
             continue
         config = load_config(path)
         assert Path(config.data.labels).is_absolute() and Path(config.output).is_absolute()
