@@ -408,7 +408,8 @@ def test_only_labels_the_chosen_structures_in_the_given_order(tmp_path):
     rest = _invoke(["label", str(tmp_path / "three.xyz"), "-o", str(tmp_path / "o.h5"), "--stages", "minimal",
                     "--workers", "0"])
     assert rest.exit_code == 0 and "1 structure-stages computed" in rest.output and "2 already done" in rest.output
-    for only, message in (("3", "outside the input's 3 structures"), ("1,1", "repeated"), ("a,1", "comma-separated")):
+    for only, message in (("3", "outside the input's 3 structures"), ("1,1", "repeated"), ("a,1", "comma-separated"),
+                          (",", "no indices given")):  # fmt: skip
         result = CliRunner().invoke(
             main, ["label", str(tmp_path / "three.xyz"), "-o", str(tmp_path / "x.h5"), "--only", only]
         )

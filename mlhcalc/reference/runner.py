@@ -433,6 +433,8 @@ def label(
     input_file = str(input_file) if input_file is not None else source
     if only is not None:
         only = [int(i) for i in only]
+        if not only:
+            raise LabelError("only: no indices given; name the 0-based input positions to label, e.g. 0,3,5")
         outside = [i for i in only if not 0 <= i < len(atoms_list)]
         if outside:
             raise LabelError(f"only: indices {outside} are outside the input's {len(atoms_list)} structures (0-based)")

@@ -107,15 +107,14 @@ class BandConfig:
         values.pop("source")
         values["evaluation_splits"] = list(self.evaluation_splits)
         if isinstance(self.labels, tuple):
-            values["labels"] = [dict(entry) for entry in self.labels]
+            values["labels"] = list(values["labels"])  # as the checkpoint's JSON holds it
         return values
 
     def label_sets(self) -> list[tuple[str, int | None, int | None]]:
         """``(path, max_train, max_val)`` of every label set, in the order given."""
         if isinstance(self.labels, str):
             return [(self.labels, self.max_train, self.max_val)]
-        sets = [dict(entry) for entry in self.labels]
-        return [(e["path"], e.get("max_train", self.max_train), e.get("max_val", self.max_val)) for e in sets]
+        return [(e["path"], e.get("max_train", self.max_train), e.get("max_val", self.max_val)) for e in self.labels]
 
 
 def is_band_config(path: str | os.PathLike) -> bool:
@@ -183,7 +182,7 @@ def _label_sets(value, base: Path) -> str | tuple:
         for key in ("max_train", "max_val"):
             if key in entry:
                 checked[key] = _number(entry[key], f"labels[{n}].{key}", integer=True, low=1)
-        sets.append(tuple(sorted(checked.items())))
+        sets.append(checked)
     return tuple(sets)
 
 
