@@ -516,3 +516,30 @@ def test_yaml_errors_and_shipped_examples(tmp_path):
             continue
         config = load_config(path)
         assert Path(config.data.labels).is_absolute() and Path(config.output).is_absolute()
+
+
+def test_polarizability_limits_keep_the_first_alpha_labels_only(labels, tmp_path):
+    """``max_train_polarizability`` / ``max_val_polarizability``: the α label stays on only the first
+    N α-labelled structures (input order); the structures and their other labels are unchanged."""
+    from mlhcalc.training.config import config_from_dict
+    from mlhcalc.training.trainer import load_training_data
+
+    def load(**data):
+        values = _config(labels, tmp_path / "run")
+        values["data"] = {**values["data"], **data}
+        return load_training_data(config_from_dict(values))
+
+    def alpha_ids(structures):
+        return [a.info["structure_id"] for a in structures if "polarizability_large" in a.info]
+
+    everything, limited = load(), load(max_train_polarizability=1, max_val_polarizability=0)
+    assert len(alpha_ids(everything.train)) >= 2 and alpha_ids(everything.val)  # the limits bite
+    assert alpha_ids(limited.train) == alpha_ids(everything.train)[:1]
+    assert alpha_ids(limited.val) == []
+    assert [a.info["structure_id"] for a in limited.train] == [a.info["structure_id"] for a in everything.train]
+    for a, b in zip(limited.train + limited.val, everything.train + everything.val):
+        assert np.array_equal(a.info["mo_energy_large"], b.info["mo_energy_large"])
+    assert limited.counts["train_polarizability"] == 1 and limited.counts["val_polarizability"] == 0
+    assert sum(len(keys) for _, keys in limited.record["train"]) == sum(
+        len(keys) for _, keys in everything.record["train"]
+    ) - (len(alpha_ids(everything.train)) - 1)

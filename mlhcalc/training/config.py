@@ -55,6 +55,9 @@ class DataConfig:
     ``labels``: a labels directory (``OUT.d``) or consolidated ``.h5`` (:func:`mlhcalc.reference.read`).
     ``train_split`` / ``val_split``: values of ``atoms.info['split']``. ``max_train`` / ``max_val``: keep
     only the first N structures (input order) of each split that carry the needed labels (quick runs).
+    ``max_train_polarizability`` / ``max_val_polarizability``: of those, keep the polarizability label
+    of only the first N that carry one (the others train on their other targets), so that a run
+    stays reproducible while polarizability labelling goes on.
     """
 
     labels: str = ""
@@ -62,6 +65,8 @@ class DataConfig:
     val_split: str = "val"
     max_train: int | None = None
     max_val: int | None = None
+    max_train_polarizability: int | None = None
+    max_val_polarizability: int | None = None
 
 
 @dataclass(frozen=True)
@@ -270,6 +275,12 @@ def _data(values, base) -> DataConfig:
         val_split=_string(values.get("val_split", "val"), "data.val_split"),
         max_train=_number(values.get("max_train"), "data.max_train", integer=True, low=1, optional=True),
         max_val=_number(values.get("max_val"), "data.max_val", integer=True, low=1, optional=True),
+        max_train_polarizability=_number(
+            values.get("max_train_polarizability"), "data.max_train_polarizability", integer=True, low=0, optional=True
+        ),
+        max_val_polarizability=_number(
+            values.get("max_val_polarizability"), "data.max_val_polarizability", integer=True, low=0, optional=True
+        ),
     )
 
 

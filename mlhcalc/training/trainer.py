@@ -124,6 +124,20 @@ def _targets_of(atoms: Atoms) -> list[str]:
     return [key for key in LARGE_KEYS.values() if key in atoms.info]
 
 
+def _first_polarizabilities(group: Sequence[Atoms], limit: int) -> list[Atoms]:
+    """``group`` with the polarizability label kept on only the first ``limit`` structures carrying one."""
+    key, kept, result = LARGE_KEYS["polarizability"], 0, []
+    for atoms in group:
+        if key in atoms.info:
+            if kept >= limit:
+                atoms = atoms.copy()
+                del atoms.info[key]
+            else:
+                kept += 1
+        result.append(atoms)
+    return result
+
+
 def _with_targets(atoms: Atoms, keys: Sequence[str], labels: Path) -> Atoms:
     """``atoms`` with exactly the large-basis labels ``keys`` (those a checkpoint recorded)."""
     missing = [key for key in keys if key not in atoms.info]
@@ -163,10 +177,11 @@ def load_training_data(config: Config, record: dict | None = None) -> TrainingDa
     labelled = {split: [a for a in group if has_targets(a)] for split, group in by_split.items()}
     data = config.data
 
-    def select(split: str, limit: int | None, part: str) -> list[Atoms]:
+    def select(split: str, limit: int | None, part: str, alpha_limit: int | None) -> list[Atoms]:
         group = labelled.get(split, [])
         if record is None:
-            return group[:limit] if limit else group
+            group = group[:limit] if limit else group
+            return group if alpha_limit is None else _first_polarizabilities(group, alpha_limit)
         index = {_key(a): a for a in group}
         missing = [sid for sid, _ in record[part] if sid not in index]
         if missing:
@@ -176,8 +191,8 @@ def load_training_data(config: Config, record: dict | None = None) -> TrainingDa
             )
         return [_with_targets(index[sid], keys, labels) for sid, keys in record[part]]
 
-    train = select(data.train_split, data.max_train, "train")
-    val = select(data.val_split, data.max_val, "val")
+    train = select(data.train_split, data.max_train, "train", data.max_train_polarizability)
+    val = select(data.val_split, data.max_val, "val", data.max_val_polarizability)
     if not train:
         raise ValueError(
             f"no structure of split {data.train_split!r} in {labels} has large-basis labels (mo_energy_large); "
