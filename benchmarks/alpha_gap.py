@@ -1,0 +1,72 @@
+"""Per molecule: the model's HOMO–LUMO gap and isotropic polarizability against B3LYPG/def2-TZVP, on
+the qm7like test molecules that carry a CPKS α. Shows how a polarizability term buys α by closing
+the gap of the effective minimal-basis Hamiltonian (models/organic/README.md, 'Ablations').
+
+    OMP_NUM_THREADS=1 python benchmarks/alpha_gap.py organic runs/qm7like-eig-dip-pol \\
+        runs/experiments/eig-occupied-dip-pol
+
+Each argument is a trainer output directory, a model directory or a shipped model name (as in
+``benchmarks/design_space.py``). Prints one markdown table per model: gap (eV) and isotropic α
+(a.u.) of the model and of the reference, per molecule, and the median gap change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from design_space import labelled, resolve_model  # noqa: E402
+
+from mlhcalc.units import HARTREE_TO_EV  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rows(spec: str, molecules: list) -> tuple[str, list[list], float]:
+    from mlhcalc.training.dataset import build_samples
+    from mlhcalc.training.evaluation import predict_samples
+
+    name, model, _ = resolve_model(spec)
+    block_model = model.block_model
+    predictions = predict_samples(block_model, build_samples(block_model.features, molecules, block_model.basis))
+    table, shifts = [], []
+    for k, atoms in enumerate(molecules):
+        nocc = int(atoms.info["nocc_large"]) if "nocc_large" in atoms.info else int(sum(atoms.numbers)) // 2
+        levels, reference = np.asarray(predictions.mo_energy[k]), np.asarray(atoms.info["mo_energy_large"])
+        gap = HARTREE_TO_EV * (levels[nocc] - levels[nocc - 1])
+        gap_ref = HARTREE_TO_EV * (reference[nocc] - reference[nocc - 1])
+        alpha = np.trace(predictions.polarizability[k]) / 3.0
+        alpha_ref = np.trace(np.asarray(atoms.info["polarizability_large"])) / 3.0
+        shifts.append(gap - gap_ref)
+        label = atoms.info.get("smiles") or atoms.info.get("name", str(k))
+        table.append([label, f"{gap:.2f}", f"{gap_ref:.2f}", f"{alpha:.1f}", f"{alpha_ref:.1f}"])
+    return name, table, float(np.median(shifts))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="run directories, model directories or shipped names")
+    parser.add_argument("--labels", default=str(REPO / "data" / "qm7like" / "labels.d"))
+    args = parser.parse_args(argv)
+    molecules = [a for a in labelled(args.labels, "test") if "polarizability_large" in a.info]
+    print(f"{len(molecules)} test molecules with a def2-TZVP CPKS α\n")
+    for spec in args.models:
+        name, table, median_shift = rows(spec, molecules)
+        print(f"### {name} (median gap error {median_shift:+.2f} eV)\n")
+        print("| molecule | gap (eV) | reference gap (eV) | iso α (a.u.) | reference iso α (a.u.) |")
+        print("|---|---|---|---|---|")
+        for row in table:
+            print("| " + " | ".join(row) + " |")
+        print()
+
+
+if __name__ == "__main__":
+    main()
