@@ -7,7 +7,9 @@ the gap of the effective minimal-basis Hamiltonian (models/organic/README.md, 'A
 
 Each argument is a trainer output directory, a model directory or a shipped model name (as in
 ``benchmarks/design_space.py``). Prints one markdown table per model: gap (eV) and isotropic α
-(a.u.) of the model and of the reference, per molecule, and the median gap change.
+(a.u.) of the model and of the reference, per molecule, and the median gap change; then, for the
+planar molecules, α resolved along the plane normal n (nᵀαn) and in the plane (the mean of the two
+in-plane principal values): the out-of-plane response a minimal basis cannot carry (REFERENCE.md).
 """
 
 from __future__ import annotations
@@ -25,19 +27,28 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from design_space import labelled, resolve_model  # noqa: E402
 
+from mlhcalc.structure import is_planar  # noqa: E402
 from mlhcalc.units import HARTREE_TO_EV  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def rows(spec: str, molecules: list) -> tuple[str, list[list], float]:
+def plane_components(atoms, alpha: np.ndarray) -> tuple[float, float]:
+    """(out-of-plane nᵀαn, mean in-plane value) of ``alpha`` for a planar molecule (n: plane normal)."""
+    centred = atoms.positions - atoms.positions.mean(0)
+    frame = np.linalg.svd(centred)[2]  # rows: in-plane directions, then the normal
+    rotated = frame @ alpha @ frame.T
+    return float(rotated[2, 2]), float(np.trace(rotated[:2, :2]) / 2.0)
+
+
+def rows(spec: str, molecules: list) -> tuple[str, list[list], float, list[list]]:
     from mlhcalc.training.dataset import build_samples
     from mlhcalc.training.evaluation import predict_samples
 
     name, model, _ = resolve_model(spec)
     block_model = model.block_model
     predictions = predict_samples(block_model, build_samples(block_model.features, molecules, block_model.basis))
-    table, shifts = [], []
+    table, shifts, planar = [], [], []
     for k, atoms in enumerate(molecules):
         nocc = int(atoms.info["nocc_large"]) if "nocc_large" in atoms.info else int(sum(atoms.numbers)) // 2
         levels, reference = np.asarray(predictions.mo_energy[k]), np.asarray(atoms.info["mo_energy_large"])
@@ -48,7 +59,11 @@ def rows(spec: str, molecules: list) -> tuple[str, list[list], float]:
         shifts.append(gap - gap_ref)
         label = atoms.info.get("smiles") or atoms.info.get("name", str(k))
         table.append([label, f"{gap:.2f}", f"{gap_ref:.2f}", f"{alpha:.1f}", f"{alpha_ref:.1f}"])
-    return name, table, float(np.median(shifts))
+        if is_planar(atoms) and len(atoms) > 2:
+            out_model, in_model = plane_components(atoms, np.asarray(predictions.polarizability[k]))
+            out_ref, in_ref = plane_components(atoms, np.asarray(atoms.info["polarizability_large"]))
+            planar.append([label, f"{out_model:.1f}", f"{out_ref:.1f}", f"{in_model:.1f}", f"{in_ref:.1f}"])
+    return name, table, float(np.median(shifts)), planar
 
 
 def main(argv=None) -> None:
@@ -59,11 +74,16 @@ def main(argv=None) -> None:
     molecules = [a for a in labelled(args.labels, "test") if "polarizability_large" in a.info]
     print(f"{len(molecules)} test molecules with a def2-TZVP CPKS α\n")
     for spec in args.models:
-        name, table, median_shift = rows(spec, molecules)
+        name, table, median_shift, planar = rows(spec, molecules)
         print(f"### {name} (median gap error {median_shift:+.2f} eV)\n")
         print("| molecule | gap (eV) | reference gap (eV) | iso α (a.u.) | reference iso α (a.u.) |")
         print("|---|---|---|---|---|")
         for row in table:
+            print("| " + " | ".join(row) + " |")
+        print(f"\n{name}, planar molecules (α in a.u., n = plane normal):\n")
+        print("| molecule | nᵀαn | reference nᵀαn | in-plane α | reference in-plane α |")
+        print("|---|---|---|---|---|")
+        for row in planar:
             print("| " + " | ".join(row) + " |")
         print()
 
