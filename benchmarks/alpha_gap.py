@@ -27,18 +27,17 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from design_space import labelled, resolve_model  # noqa: E402
 
-from mlhcalc.structure import is_planar  # noqa: E402
+from mlhcalc.structure import is_planar, plane_normal  # noqa: E402
 from mlhcalc.units import HARTREE_TO_EV  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def plane_components(atoms, alpha: np.ndarray) -> tuple[float, float]:
-    """(out-of-plane nᵀαn, mean in-plane value) of ``alpha`` for a planar molecule (n: plane normal)."""
-    centred = atoms.positions - atoms.positions.mean(0)
-    frame = np.linalg.svd(centred)[2]  # rows: in-plane directions, then the normal
-    rotated = frame @ alpha @ frame.T
-    return float(rotated[2, 2]), float(np.trace(rotated[:2, :2]) / 2.0)
+    """(out-of-plane nᵀαn, mean in-plane value (tr α − nᵀαn)/2) of ``alpha`` (n: the plane normal)."""
+    normal = plane_normal(atoms)
+    across = float(normal @ alpha @ normal)
+    return across, (float(np.trace(alpha)) - across) / 2.0
 
 
 def rows(spec: str, molecules: list) -> tuple[str, list[list], float, list[list]]:
@@ -50,18 +49,18 @@ def rows(spec: str, molecules: list) -> tuple[str, list[list], float, list[list]
     predictions = predict_samples(block_model, build_samples(block_model.features, molecules, block_model.basis))
     table, shifts, planar = [], [], []
     for k, atoms in enumerate(molecules):
-        nocc = int(atoms.info["nocc_large"]) if "nocc_large" in atoms.info else int(sum(atoms.numbers)) // 2
+        nocc = int(atoms.info["nocc"])  # present with every def2-TZVP label (training.dataset.has_targets)
         levels, reference = np.asarray(predictions.mo_energy[k]), np.asarray(atoms.info["mo_energy_large"])
         gap = HARTREE_TO_EV * (levels[nocc] - levels[nocc - 1])
         gap_ref = HARTREE_TO_EV * (reference[nocc] - reference[nocc - 1])
-        alpha = np.trace(predictions.polarizability[k]) / 3.0
-        alpha_ref = np.trace(np.asarray(atoms.info["polarizability_large"])) / 3.0
+        tensor, tensor_ref = np.asarray(predictions.polarizability[k]), np.asarray(atoms.info["polarizability_large"])
+        alpha, alpha_ref = np.trace(tensor) / 3.0, np.trace(tensor_ref) / 3.0
         shifts.append(gap - gap_ref)
         label = atoms.info.get("smiles") or atoms.info.get("name", str(k))
         table.append([label, f"{gap:.2f}", f"{gap_ref:.2f}", f"{alpha:.1f}", f"{alpha_ref:.1f}"])
         if is_planar(atoms) and len(atoms) > 2:
-            out_model, in_model = plane_components(atoms, np.asarray(predictions.polarizability[k]))
-            out_ref, in_ref = plane_components(atoms, np.asarray(atoms.info["polarizability_large"]))
+            out_model, in_model = plane_components(atoms, tensor)
+            out_ref, in_ref = plane_components(atoms, tensor_ref)
             planar.append([label, f"{out_model:.1f}", f"{out_ref:.1f}", f"{in_model:.1f}", f"{in_ref:.1f}"])
     return name, table, float(np.median(shifts)), planar
 

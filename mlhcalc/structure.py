@@ -19,6 +19,7 @@ from mlhcalc.orbitals import species_layout
 
 __all__ = [
     "is_planar",
+    "plane_normal",
     "PLANAR_TOLERANCE_ANGSTROM",
     "MIN_DISTANCE_ANGSTROM",
     "resolve_charge",
@@ -260,5 +261,10 @@ def is_planar(atoms: Atoms, tolerance: float = PLANAR_TOLERANCE_ANGSTROM) -> boo
     if len(atoms) <= 3:
         return True
     centred = atoms.positions - atoms.positions.mean(0)
-    normal = np.linalg.svd(centred)[2][-1]
-    return float(np.abs(centred @ normal).max()) < tolerance
+    return float(np.abs(centred @ plane_normal(atoms)).max()) < tolerance
+
+
+def plane_normal(atoms: Atoms) -> np.ndarray:
+    """Unit normal of the least-squares plane through the atoms (the direction of least spread; not
+    unique for collinear atoms)."""
+    return np.linalg.svd(atoms.positions - atoms.positions.mean(0))[2][-1]

@@ -75,3 +75,21 @@ def test_close_atoms_across_the_periodic_boundary_are_found():
 def test_charged_closed_shell_is_accepted():
     hydroxide = Atoms("OH", positions=[[0, 0, 0], [0, 0, 0.97]], info={"charge": -1})
     assert validate_atoms(hydroxide, "sto-3g") == -1
+
+
+def test_plane_normal_and_planarity_follow_a_rotation():
+    """The least-squares plane of benzene (in the xy plane as built) turns with the molecule; methane
+    is not planar; a small out-of-plane displacement crosses ``PLANAR_TOLERANCE_ANGSTROM``."""
+    from scipy.spatial.transform import Rotation
+
+    from mlhcalc.structure import PLANAR_TOLERANCE_ANGSTROM, is_planar, plane_normal
+
+    benzene = molecule("C6H6")
+    rotation = Rotation.from_euler("xyz", [0.3, -1.1, 0.7]).as_matrix()
+    turned = benzene.copy()
+    turned.positions = benzene.positions @ rotation.T
+    assert abs(abs(plane_normal(turned) @ (rotation @ [0.0, 0.0, 1.0])) - 1.0) < 1e-12
+    assert is_planar(turned) and not is_planar(molecule("CH4"))
+    bent = benzene.copy()
+    bent.positions[0, 2] += 3 * PLANAR_TOLERANCE_ANGSTROM
+    assert not is_planar(bent)

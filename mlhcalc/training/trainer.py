@@ -124,16 +124,14 @@ def _targets_of(atoms: Atoms) -> list[str]:
     return [key for key in LARGE_KEYS.values() if key in atoms.info]
 
 
-def _first_polarizabilities(group: Sequence[Atoms], limit: int) -> list[Atoms]:
+def _first_polarizabilities(group: Sequence[Atoms], limit: int, labels: Path) -> list[Atoms]:
     """``group`` with the polarizability label kept on only the first ``limit`` structures carrying one."""
-    key, kept, result = LARGE_KEYS["polarizability"], 0, []
+    key, seen, result = LARGE_KEYS["polarizability"], 0, []
     for atoms in group:
         if key in atoms.info:
-            if kept >= limit:
-                atoms = atoms.copy()
-                del atoms.info[key]
-            else:
-                kept += 1
+            seen += 1
+            if seen > limit:
+                atoms = _with_targets(atoms, [k for k in _targets_of(atoms) if k != key], labels)
         result.append(atoms)
     return result
 
@@ -181,7 +179,7 @@ def load_training_data(config: Config, record: dict | None = None) -> TrainingDa
         group = labelled.get(split, [])
         if record is None:
             group = group[:limit] if limit else group
-            return group if alpha_limit is None else _first_polarizabilities(group, alpha_limit)
+            return group if alpha_limit is None else _first_polarizabilities(group, alpha_limit, labels)
         index = {_key(a): a for a in group}
         missing = [sid for sid, _ in record[part] if sid not in index]
         if missing:
