@@ -130,6 +130,9 @@ def info(model: str | None, as_json: bool) -> None:
 @click.option("--consolidate", is_flag=True, help="Afterwards pack OUT.d/ into one compressed OUT.h5.")
 @click.option("--basis-large", default=None, metavar="BASIS",
               help="TESTING ONLY: replace the large basis (def2-tzvp / gth-dzvp); such labels are not reference data.")
+@click.option("--basis-minimal", default=None, metavar="BASIS",
+              help="Model-basis experiments: the minimal stage in BASIS (e.g. def2-svp) instead of sto-3g / gth-szv; "
+              "use its own -o OUT (training: data.minimal_labels, docs/training.md).")
 @click.option("--xc-grid", type=click.Choice(["becke", "uniform"]), default="becke", show_default=True,
               help="Periodic cells: XC quadrature grid. becke = the reference labels; uniform (cell.mesh) for cells "
               "too large for the periodic Becke partition (e.g. the 64-atom supercell; docs/data.md).")
@@ -154,6 +157,7 @@ def label(
     retry_failed: bool,
     consolidate: bool,
     basis_large: str | None,
+    basis_minimal: str | None,
     xc_grid: str,
     conv_tol: float | None,
     only: str | None,
@@ -203,6 +207,7 @@ def label(
             xc_grid=xc_grid,
             conv_tol=conv_tol,
             only=indices,
+            basis_minimal=basis_minimal,
         )
     except reference.LabelError as err:
         raise click.ClickException(str(err)) from None

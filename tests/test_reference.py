@@ -507,3 +507,25 @@ def test_failed_cpks_keeps_the_joint_scf_labels(tmp_path, monkeypatch):
     alpha = atoms.info["polarizability_large"]
     # H2 in STO-3G: only the bond axis responds (no perpendicular virtual orbitals)
     assert alpha.shape == (3, 3) and alpha[2, 2] > 1.0 and np.allclose(alpha[:2], 0, atol=1e-8)
+
+
+def test_minimal_stage_in_a_model_basis_matches_pyscf_and_is_checked_on_rerun(tmp_path):
+    """--basis-minimal (the model-basis experiment): the minimal stage in 6-31G*, equal to direct
+    PySCF at the level's settings; a rerun asking for the default STO-3G on that output is refused."""
+    from pyscf import dft
+
+    water = molecule("H2O")
+    write(tmp_path / "w.xyz", [water], format="extxyz")
+    result = _invoke(["label", str(tmp_path / "w.xyz"), "-o", str(tmp_path / "w.h5"), "--stages", "minimal",
+                      "--workers", "0", "--basis-minimal", "6-31g*"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (atoms,) = read(tmp_path / "w.d", provenance=True)
+    assert atoms.info["provenance"]["minimal"]["basis"] == "6-31g*"
+    mf = dft.RKS(to_mole(water, "6-31g*"), xc="b3lypg")
+    mf.conv_tol, mf.conv_tol_grad, mf.verbose = 1e-12, 1e-8, 0
+    mf.kernel()
+    assert atoms.info["fock_minimal"].shape == (mf.mol.nao, mf.mol.nao) == (18, 18)  # 3s2p1d on O, 2s on H
+    assert np.abs(atoms.info["mo_energy_minimal"] - mf.mo_energy).max() < MO_TOL
+    assert np.abs(atoms.info["overlap_minimal"] - mf.get_ovlp()).max() < 1e-12
+    with pytest.raises(LabelError, match="computed in basis '6-31g\\*'"):
+        label(tmp_path / "w.xyz", tmp_path / "w.h5", stages="minimal", workers=0)

@@ -404,7 +404,7 @@ def compute_stage(task) -> tuple[Datasets, dict]:
     if task.level == "molecule":
         level = MoleculeLevel()
         if task.stage == "minimal":
-            return molecule_minimal(task.atoms, task.charge, task.polarizability, level)
+            return molecule_minimal(task.atoms, task.charge, task.polarizability, level, task.basis_minimal)
         if task.stage == "large":
             return molecule_large(task.atoms, task.charge, level, task.basis_large)
         if task.stage == "large_polarizability":
@@ -416,7 +416,7 @@ def compute_stage(task) -> tuple[Datasets, dict]:
             task.atoms,
             task.charge,
             task.kmesh,
-            level.basis_minimal if minimal else task.basis_large or level.basis_large,
+            (task.basis_minimal or level.basis_minimal) if minimal else task.basis_large or level.basis_large,
             with_matrices=minimal,
             level=level,
             xc_grid=task.xc_grid,

@@ -205,10 +205,11 @@ class _Plan:
     skipped_failed: int = 0
 
 
-def _stage_basis(level: str, stage: str, basis_large: str | None) -> str:
-    if level == "molecule":
-        return MoleculeLevel.basis_minimal if stage == "minimal" else (basis_large or MoleculeLevel.basis_large)
-    return SiliconLevel.basis_minimal if stage == "minimal" else (basis_large or SiliconLevel.basis_large)
+def _stage_basis(level: str, stage: str, basis_large: str | None, basis_minimal: str | None = None) -> str:
+    levels = MoleculeLevel if level == "molecule" else SiliconLevel
+    if stage == "minimal":
+        return basis_minimal or levels.basis_minimal
+    return basis_large or levels.basis_large
 
 
 def _plan(
@@ -225,6 +226,7 @@ def _plan(
     xc_grid: str = "becke",
     conv_tol: float | None = None,
     only: Sequence[int] | None = None,
+    basis_minimal: str | None = None,
 ) -> _Plan:
     content = storage.scan(directory)
     plan = _Plan(tasks=[], headers={}, invalid=[])
@@ -244,7 +246,8 @@ def _plan(
         mesh = None
         try:
             for stage in applicable:
-                charge = validate_atoms(atoms, _stage_basis(level, stage, basis_large), periodic=periodic)
+                basis = _stage_basis(level, stage, basis_large, basis_minimal)
+                charge = validate_atoms(atoms, basis, periodic=periodic)
             if periodic:
                 source = atoms.info.get("kmesh", kmesh)
                 if source is None:
@@ -263,7 +266,8 @@ def _plan(
                 recompute = False
                 if error is None:
                     summary = storage.stage_summary(content.done[key])
-                    _check_consistent(content.done[key], summary, header, _stage_basis(level, stage, basis_large), mesh)
+                    basis = _stage_basis(level, stage, basis_large, basis_minimal)
+                    _check_consistent(content.done[key], summary, header, basis, mesh)
                     # a minimal stage stored without the polarizability that is now asked for
                     recompute = stage == "minimal" and wants_alpha and not summary["has_polarizability"]
                 if not recompute:
@@ -288,6 +292,7 @@ def _plan(
                 polarizability=wants_alpha,
                 kmesh=mesh,
                 basis_large=basis_large,
+                basis_minimal=basis_minimal,
                 threads=threads,
                 joint_polarizability=joint and stage == "large",
                 xc_grid=xc_grid,
@@ -387,6 +392,7 @@ def label(
     xc_grid: str = "becke",
     conv_tol: float | None = None,
     only: Sequence[int] | None = None,
+    basis_minimal: str | None = None,
 ) -> LabelSummary:
     """Label every structure (an ASE-readable file or ``ase.Atoms``) into ``output``'s results directory.
 
@@ -397,6 +403,9 @@ def label(
     ``atoms.info['kmesh']``. ``workers``: local processes (0: in this process; default min(2, cores));
     ``scheduler``: a Dask scheduler address or ``distributed.Client`` instead. ``basis_large``
     overrides the large basis (tests only: it is not the project's reference level).
+    ``basis_minimal`` replaces the minimal basis (STO-3G / gth-szv) by a model basis to experiment
+    with (e.g. ``def2-svp``, for ``model.basis`` in a training config); write such labels to their
+    own output, the stored basis is checked on every rerun.
     ``input_file`` is recorded with each structure (default: the path given as ``structures``).
     ``xc_grid`` (silicon): ``"becke"`` (the reference labels) or ``"uniform"`` (for cells too large
     for the periodic Becke partition; recorded as ``grid`` in each label's attributes).
@@ -460,6 +469,7 @@ def label(
             xc_grid,
             conv_tol,
             only,
+            basis_minimal,
         )
         summary.skipped_done, summary.skipped_failed = plan.skipped_done, plan.skipped_failed
         for failure in plan.invalid:

@@ -37,6 +37,7 @@ class Task:
     polarizability: bool = False
     kmesh: tuple[int, int, int] | None = None
     basis_large: str | None = None
+    basis_minimal: str | None = None  # the model-basis experiment's minimal basis (None: the level's)
     threads: int = 1
     joint_polarizability: bool = False  # stage "large" that also computes "large_polarizability" (one SCF)
     xc_grid: str = "becke"  # periodic stages: the XC quadrature grid, "becke" or "uniform"

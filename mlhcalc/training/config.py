@@ -58,9 +58,14 @@ class DataConfig:
     ``max_train_polarizability`` / ``max_val_polarizability``: of those, keep the polarizability label
     of only the first N that carry one (the others train on their other targets), so that a run
     stays reproducible while polarizability labelling goes on.
+    ``minimal_labels``: a second labels directory or file whose minimal stage was computed in
+    ``model.basis`` (``mlhcalc label --basis-minimal BASIS``), for a model basis other than STO-3G:
+    every ``*_minimal`` label (the ridge initialisation's Fock matrices, the plain-basis baseline)
+    comes from there instead of ``labels``.
     """
 
     labels: str = ""
+    minimal_labels: str | None = None
     train_split: str = "train"
     val_split: str = "val"
     max_train: int | None = None
@@ -271,6 +276,7 @@ def _data(values, base) -> DataConfig:
         raise ConfigError("data.labels is required: a labels directory (OUT.d) or consolidated .h5 file")
     return DataConfig(
         labels=_path(values["labels"], "data.labels", base),
+        minimal_labels=_path(values.get("minimal_labels"), "data.minimal_labels", base, optional=True),
         train_split=_string(values.get("train_split", "train"), "data.train_split"),
         val_split=_string(values.get("val_split", "val"), "data.val_split"),
         max_train=_number(values.get("max_train"), "data.max_train", integer=True, low=1, optional=True),

@@ -152,14 +152,48 @@ def _with_targets(atoms: Atoms, keys: Sequence[str], labels: Path) -> Atoms:
     return restricted
 
 
-def _label_files(labels: Path, record: dict) -> list[Path]:
-    """The files holding the labels of ``record`` (a consolidated file: the file itself)."""
+def _label_files(labels: Path, record: dict, minimal_labels: Path | None = None) -> list[Path]:
+    """The files holding the labels of ``record`` (a consolidated file: the file itself); the
+    ridge's minimal-stage files from ``minimal_labels`` when given."""
+    ridge_source = minimal_labels or labels
+    if ridge_source.is_file():
+        files = {ridge_source}
+    else:
+        files = {ridge_source / f"{sid}.minimal.h5" for sid in record["ridge"]}
     if labels.is_file():
-        return [labels]
-    files = {labels / f"{sid}.minimal.h5" for sid in record["ridge"]}
-    for sid, keys in record["train"] + record["val"]:
-        files.update(labels / f"{sid}.{_STAGE_OF[key]}.h5" for key in keys)
+        files.add(labels)
+    else:
+        for sid, keys in record["train"] + record["val"]:
+            files.update(labels / f"{sid}.{_STAGE_OF[key]}.h5" for key in keys)
     return sorted(f for f in files if f.is_file())
+
+
+def _replace_minimal(structures: Sequence[Atoms], minimal_labels: Path) -> None:
+    """Swap every ``*_minimal`` label (and the minimal provenance) of ``structures`` for those of
+    ``minimal_labels`` (same input, minimal stage in the model basis); structures it lacks keep none."""
+    from mlhcalc.reference import read
+
+    if not minimal_labels.exists():
+        raise ConfigError(f"data.minimal_labels: {minimal_labels} does not exist")
+    source = {_key(a): a for a in read(minimal_labels, provenance=True) if "fock_minimal" in a.info}
+    if not source:
+        raise ConfigError(f"data.minimal_labels: {minimal_labels} holds no minimal-stage Fock matrices")
+    for atoms in structures:
+        for key in [k for k in atoms.info if k.endswith("_minimal")]:
+            del atoms.info[key]
+        atoms.info.get("provenance", {}).pop("minimal", None)
+        other = source.get(_key(atoms))
+        if other is None:
+            continue
+        if other.info.get("geometry_hash", 0) != atoms.info.get("geometry_hash", 0) or not np.allclose(
+            other.positions, atoms.positions, rtol=0.0, atol=1e-10
+        ):
+            raise ConfigError(
+                f"data.minimal_labels: structure {_key(atoms)} of {minimal_labels} has another geometry than "
+                "data.labels: label the same input file"
+            )
+        atoms.info.update({k: v for k, v in other.info.items() if k.endswith("_minimal")})
+        atoms.info.setdefault("provenance", {})["minimal"] = other.info.get("provenance", {}).get("minimal", {})
 
 
 def load_training_data(config: Config, record: dict | None = None) -> TrainingData:
@@ -170,7 +204,10 @@ def load_training_data(config: Config, record: dict | None = None) -> TrainingDa
 
     labels = Path(config.data.labels)
     by_split: dict[str, list[Atoms]] = {}
-    for atoms in read(labels, provenance=True):
+    structures = read(labels, provenance=True)
+    if config.data.minimal_labels:
+        _replace_minimal(structures, Path(config.data.minimal_labels))
+    for atoms in structures:
         by_split.setdefault(str(atoms.info.get("split", "none")), []).append(atoms)
     labelled = {split: [a for a in group if has_targets(a)] for split, group in by_split.items()}
     data = config.data
@@ -219,7 +256,9 @@ def load_training_data(config: Config, record: dict | None = None) -> TrainingDa
         splits={**labelled, data.train_split: train, data.val_split: val},
         record=record,
         counts=counts,
-        label_files=_label_files(labels, record),
+        label_files=_label_files(
+            labels, record, Path(data.minimal_labels) if data.minimal_labels else None
+        ),
         level=_level_of_theory(train),
     )
 
@@ -252,6 +291,13 @@ def initial_model(config: Config, data: TrainingData, log: Callable[[str], None]
     if not data.ridge:
         raise ValueError(
             "no train structure has fock_minimal for the ridge initialisation: label the minimal stage first"
+        )
+    bases = {str(a.info.get("provenance", {}).get("minimal", {}).get("basis", "")).lower() for a in data.ridge}
+    if bases - {config.model.basis.lower(), ""}:
+        raise ConfigError(
+            f"model.basis is {config.model.basis!r} but the ridge Fock matrices are in {sorted(bases)}: label the "
+            f"minimal stage in the model basis (mlhcalc label --basis-minimal {config.model.basis} -o OUT) and set "
+            "data.minimal_labels: OUT"
         )
     start = time.perf_counter()
     fit_ridge(
