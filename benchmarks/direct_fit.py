@@ -9,6 +9,10 @@ docs/direct_fit.md.
         --save models/organic-sto3g
     # the hyper-parameter search in docs/direct_fit.md:
     OMP_NUM_THREADS=1 python benchmarks/direct_fit.py --first 340 --search --learning-curve
+    # another model basis (docs/training.md, "A model basis with polarisation functions"): labels from
+    # `mlhcalc label --basis-minimal def2-svp`, λ up to twice the basis' highest l
+    OMP_NUM_THREADS=1 python benchmarks/direct_fit.py --labels runs/labels-def2-svp.d --basis def2-svp \
+        --lowdin-experiment
 
 Protocol: fit on the ``train`` split (closed-form per-head ridge, mlhcalc.training.direct), choose
 hypers and regularisation on ``val``, report on ``test``, all against the STO-3G labels
@@ -32,6 +36,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from ase.data import chemical_symbols  # noqa: E402
 
 from mlhcalc.features import FeatureHypers  # noqa: E402
 from mlhcalc.model import HamiltonianModel, hash_files  # noqa: E402
@@ -69,6 +74,13 @@ SEARCHED = ("default", "cutoff10", "width0.4", "angular4", "ch12x6", "ch16x8", "
 CHOSEN = {"name": "ch16x8", "hypers": {"channels": 16, "pair_channels": 8}, "penalty": "mean", "strategy": "per-head"}
 
 
+def basis_lmax(basis: str) -> int:
+    """Highest angular momentum of ``basis`` over the species."""
+    from mlhcalc.orbitals import species_layout
+
+    return max(shell.l for z in SPECIES for shell in species_layout(basis, chemical_symbols[z]).shells)
+
+
 def objective(result: dict) -> float:
     """Selection criterion on val: the two issue targets, each relative to its bound, summed."""
     return sum(result[key] / bound for key, bound in TARGETS.items())
@@ -94,16 +106,22 @@ class Data:
     key = direct.FOCK_KEY  # structures carrying this label are used
     reference = staticmethod(direct.Reference.from_atoms)  # atoms → what the scores need
 
-    def __init__(self, labels: str, first: int | None = None):
+    def __init__(self, labels: str, first: int | None = None, basis: str = "sto-3g"):
         start = time.perf_counter()
-        self.labels = labels
+        self.labels, self.basis = labels, basis
         self.splits = direct.load_labelled(labels, self.key)
         if first is not None:  # a reproducible snapshot: the structures labelled first (input order)
             self.splits = {k: [a for a in v if a.info["input_index"] < first] for k, v in self.splits.items()}
         for split in direct.SPLITS:
             if not self.splits.get(split):
                 raise SystemExit(f"no labelled structures in split {split!r} of {labels}: wait for labels")
-        self.refs = {s: [self.reference(a) for a in self.splits[s]] for s in direct.SPLITS}
+        self.refs = {s: [self.reference(a, basis) for a in self.splits[s]] for s in direct.SPLITS}
+        ref = self.refs["train"][0]
+        if ref.fock is not None and ref.fock.shape != ref.overlap.shape:
+            raise SystemExit(
+                f"the labels' Fock matrices are {ref.fock.shape[0]}×{ref.fock.shape[0]}, {basis} has "
+                f"{ref.overlap.shape[0]} AOs: give --basis of the labels' minimal stage (mlhcalc label --basis-minimal)"
+            )
         self.seconds = time.perf_counter() - start
 
     def focks(self, split, target="ao"):
@@ -143,7 +161,7 @@ def fit(data: Data, hypers: FeatureHypers, penalties=PENALTIES, strategies=STRAT
     (per-head regularisation, first penalty); the train normal equations are additive, so the
     curve costs no extra features.
     """
-    model = HamiltonianModel.create(hypers, "sto-3g", periodic=False, level_of_theory=LEVEL)
+    model = HamiltonianModel.create(hypers, data.basis, periodic=False, level_of_theory=LEVEL)
     block = model.block_model
     wall, cpu = time.perf_counter(), time.process_time()
     normal_val = direct.normal_equations(block, data.splits["val"], data.focks("val", target))
@@ -306,12 +324,17 @@ def main(argv=None):
         help="also fit the Löwdin-basis Fock with the chosen hypers (val/test only, not saved)",
     )
     parser.add_argument("--save", metavar="DIR", help="save the fitted model (e.g. models/organic-sto3g)")
+    parser.add_argument(
+        "--basis", default="sto-3g", help="model basis; the labels' minimal stage must be in it (--basis-minimal)"
+    )
     args = parser.parse_args(argv)
     command = "OMP_NUM_THREADS=1 python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     t0 = time.perf_counter()
 
-    data = Data(args.labels, args.first)
-    print("# Direct ridge fit of B3LYPG/STO-3G Fock matrices (qm7like)\n")
+    data = Data(args.labels, args.first, args.basis)
+    global BASE
+    BASE = replace(BASE, max_lambda=max(BASE.max_lambda, 2 * basis_lmax(args.basis)))
+    print(f"# Direct ridge fit of B3LYPG/{args.basis} Fock matrices (qm7like)\n")
     print(f"command: `{command}`  ")
     print(
         f"labels: `{args.labels}`, read + integrals {data.seconds:.1f} s; python {platform.python_version()}, "
@@ -326,6 +349,11 @@ def main(argv=None):
         n_alpha = sum(r.polarizability is not None for r in data.refs[split])
         counts.append([split, len(atoms), parents, conformers, n_alpha, f"{min(n_atoms)}–{max(n_atoms)}"])
     print(table(["split", "structures", "parents", "conformers", "with α label", "atoms"], counts), "\n")
+    smallest = np.array([np.linalg.eigvalsh(r.overlap)[0] for r in data.refs["train"]])
+    print(
+        f"overlap conditioning ({args.basis}, train): smallest eigenvalue of S median {np.median(smallest):.2e}, "
+        f"min {smallest.min():.2e}; a Fock error δ along such a direction moves a level by up to ≈ δ/s\n"
+    )
 
     chosen = dict(CHOSEN)
     if args.search:
@@ -370,7 +398,7 @@ def main(argv=None):
     print(
         table(
             [
-                "metric (vs STO-3G labels)",
+                f"metric (vs {args.basis} labels)",
                 f"test ({test['n_structures']})",
                 f"val ({val['n_structures']})",
                 f"train, in-sample ({train['n_structures']})",
