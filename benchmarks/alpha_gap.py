@@ -46,7 +46,9 @@ def rows(spec: str, molecules: list) -> tuple[str, list[list], float, list[list]
 
     name, model, _ = resolve_model(spec)
     block_model = model.block_model
-    predictions = predict_samples(block_model, build_samples(block_model.features, molecules, block_model.basis))
+    predictions = predict_samples(block_model, build_samples(
+        block_model.features, molecules, block_model.basis, representation=block_model.representation
+    ))
     table, shifts, planar = [], [], []
     for k, atoms in enumerate(molecules):
         nocc = int(atoms.info["nocc"])  # present with every def2-TZVP label (training.dataset.has_targets)

@@ -91,7 +91,9 @@ def model_row(model, atoms_list) -> dict[str, float]:
     from mlhcalc.training.evaluation import Predictions, predict_samples, score_samples
 
     block_model = model.block_model
-    samples = build_samples(block_model.features, atoms_list, block_model.basis)
+    samples = build_samples(
+        block_model.features, atoms_list, block_model.basis, representation=block_model.representation
+    )
     predictions = predict_samples(block_model, samples)
 
     def score_subset(indices):

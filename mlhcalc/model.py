@@ -82,11 +82,13 @@ class HamiltonianModel(torch.nn.Module):
         periodic: bool,
         level_of_theory: str,
         gated: bool = False,
+        representation: str = "ao",
         **metadata,
     ) -> HamiltonianModel:
-        """A new (zero-weight) model; fit it with :func:`mlhcalc.hamiltonian.fit_ridge` or train it."""
+        """A new (zero-weight) model; fit it with :func:`mlhcalc.hamiltonian.fit_ridge` or train it.
+        ``representation="lowdin"``: the model predicts S^-1/2 H S^-1/2 (:class:`BlockModel`)."""
         meta = {"periodic": periodic, "level_of_theory": level_of_theory, **metadata}
-        return cls(BlockModel(hypers, basis, gated=gated), meta)
+        return cls(BlockModel(hypers, basis, gated=gated, representation=representation), meta)
 
     @property
     def basis(self) -> str:
@@ -113,11 +115,23 @@ class HamiltonianModel(torch.nn.Module):
 
     def predict(self, atoms: Atoms, *, positions_requires_grad: bool = False) -> Prediction:
         """Model Hamiltonian of one structure (call :meth:`check` first for friendly errors)."""
+        lowdin = self.block_model.representation == "lowdin"
+        if lowdin and (positions_requires_grad or self.periodic):
+            raise ValueError(
+                "this model predicts the Löwdin-basis Hamiltonian (an experiment, docs/training.md): position "
+                "derivatives and periodic cells are not implemented for it; use an AO-representation model"
+            )
         (system,) = systems_from_atoms([atoms], positions_requires_grad=positions_requires_grad)
         ((layout, hamiltonian),) = self.block_model([system])
         translations = np.asarray(layout.translations) if self.periodic else None
         if not self.periodic and hamiltonian.dim() == 3:
             hamiltonian = hamiltonian[0]
+        if lowdin:  # H = S^1/2 H_L S^1/2 in the raw AO basis, what every consumer of predict expects
+            from mlhcalc.structure import to_mole
+
+            values, vectors = np.linalg.eigh(to_mole(atoms, self.basis).intor("int1e_ovlp"))
+            root = torch.from_numpy((vectors * np.sqrt(values)) @ vectors.T)
+            hamiltonian = root @ hamiltonian @ root
         return Prediction(hamiltonian=hamiltonian, translations=translations, positions_bohr=system.positions)
 
     def forward(self, atoms: Atoms) -> torch.Tensor:

@@ -607,3 +607,47 @@ def test_model_basis_other_than_sto3g_takes_its_minimal_labels_from_data_minimal
 
     plain_sto3g = baseline_metrics([a for a in read(labels) if a.info["split"] == "val"])["occupied_mae_ev"]
     assert plain_321g < 0.5 * plain_sto3g, (plain_321g, plain_sto3g)  # measured 0.78 against 3.04 eV
+
+
+def test_lowdin_representation_model_predicts_the_orthogonalised_hamiltonian(labels, tmp_path):
+    """``model.representation: lowdin`` (3-21G model basis): the ridge start is fitted to
+    S^-1/2 F S^-1/2 and its levels follow the 3-21G ones; the trainer's orthogonal-basis samples and
+    ``HamiltonianModel.predict`` (H = S^1/2 H_L S^1/2, generalised eigenproblem) give the same levels
+    (an identity, 1e-8 Ha); save/load keeps the representation; position derivatives are refused."""
+    import scipy.linalg
+
+    from mlhcalc.model import HamiltonianModel
+    from mlhcalc.structure import to_mole
+    from mlhcalc.training.config import ConfigError, config_from_dict
+    from mlhcalc.training.dataset import build_samples
+    from mlhcalc.training.evaluation import predict_samples
+    from mlhcalc.training.trainer import Trainer
+
+    minimal = tmp_path / "minimal-321g.d"
+    _label_minimal_in(labels, minimal, "3-21g", splits=("train",))
+    model_section = {"basis": "3-21g", "hypers": dict(SMALL_HYPERS), "representation": "lowdin"}
+    values = _config(labels, tmp_path / "run", model=model_section, training={"max_epochs": 0})
+    values["data"]["minimal_labels"] = str(minimal)
+    trainer = Trainer(config_from_dict(values), log=lambda message: None)
+    block = trainer.block_model
+    assert block.representation == "lowdin"
+    structures = trainer.data.ridge[:4]
+    samples = build_samples(block.features, structures, block.basis, representation="lowdin")
+    assert np.allclose(samples[0].overlap, np.eye(samples[0].nao))
+    levels = predict_samples(block, samples).mo_energy
+    directory = trainer.model.save(tmp_path / "saved")
+    loaded = HamiltonianModel.load(directory)
+    assert loaded.block_model.representation == "lowdin"
+    for atoms, sample_levels in zip(structures, levels):
+        nocc = atoms.info["nocc"]
+        reference = atoms.info["mo_energy_minimal"][:nocc]
+        assert np.abs(np.asarray(sample_levels)[:nocc] - reference).mean() < 1e-3  # Ha: the ridge fit itself
+        hamiltonian = loaded.predict(atoms).hamiltonian.detach().numpy()
+        overlap = to_mole(atoms, "3-21g").intor("int1e_ovlp")
+        generalised = scipy.linalg.eigh(hamiltonian, overlap, eigvals_only=True)
+        assert np.abs(generalised - np.sort(np.asarray(sample_levels))).max() < 1e-8
+    with pytest.raises(ValueError, match="Löwdin-basis Hamiltonian"):
+        loaded.predict(structures[0], positions_requires_grad=True)
+    values["model"]["representation"] = "orthogonal"
+    with pytest.raises(ConfigError, match="model.representation must be 'ao' or 'lowdin'"):
+        config_from_dict(values)

@@ -98,15 +98,26 @@ def model_layouts(features: Features, systems, basis: str, translations=None) ->
     return layouts
 
 
-class BlockModel(torch.nn.Module):
-    """Features → coupled blocks → H, for the species of ``hypers`` in ``basis``."""
+REPRESENTATIONS = ("ao", "lowdin")
 
-    def __init__(self, hypers: FeatureHypers, basis: str, *, gated: bool = False):
+
+class BlockModel(torch.nn.Module):
+    """Features → coupled blocks → H, for the species of ``hypers`` in ``basis``.
+
+    ``representation``: ``"ao"`` — the blocks are those of H in the raw AO basis (every shipped
+    model); ``"lowdin"`` — those of S^-1/2 H S^-1/2, the Löwdin-orthogonalised basis (same atom-centred
+    labels and symmetry), for bases whose near-singular overlap makes raw-AO predictions
+    ill-conditioned (docs/training.md, "A model basis with polarisation functions")."""
+
+    def __init__(self, hypers: FeatureHypers, basis: str, *, gated: bool = False, representation: str = "ao"):
         super().__init__()
         from ase.data import chemical_symbols
 
+        if representation not in REPRESENTATIONS:
+            raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
         self.basis = basis
         self.gated = gated
+        self.representation = representation
         self.features = EquivariantFeatures(hypers)
         symbols = {z: chemical_symbols[z] for z in hypers.species}
         combos = [("on_site", z, z) for z in hypers.species]
@@ -141,7 +152,10 @@ class BlockModel(torch.nn.Module):
 
     def config(self) -> dict:
         """Everything needed to rebuild the model (JSON-serialisable)."""
-        return {"hypers": self.features.hypers.to_dict(), "basis": self.basis, "gated": self.gated}
+        config = {"hypers": self.features.hypers.to_dict(), "basis": self.basis, "gated": self.gated}
+        if self.representation != "ao":  # absent = "ao": files written before the option load unchanged
+            config["representation"] = self.representation
+        return config
 
     def forward(self, systems, translations=None):
         """List of (layout, predicted H) per system: H [nao, nao] for molecules, [n_T, nao, nao] (in
@@ -289,12 +303,22 @@ def save_block_model(model: BlockModel, path, metadata: dict | None = None) -> N
     )
 
 
+def block_model_from_config(config: dict) -> BlockModel:
+    """A zero-weight :class:`BlockModel` from :meth:`BlockModel.config` output."""
+    return BlockModel(
+        FeatureHypers.from_dict(config["hypers"]),
+        config["basis"],
+        gated=config["gated"],
+        representation=config.get("representation", "ao"),
+    )
+
+
 def load_block_model(path) -> tuple[BlockModel, dict]:
     """Inverse of :func:`save_block_model`: (model, metadata). Never unpickles code."""
     content = torch.load(path, weights_only=True, map_location="cpu")
     if content.get("format") != _FORMAT:
         raise ValueError(f"{path} is not a block model file (format {content.get('format')!r}, expected {_FORMAT!r})")
     config = json.loads(content["config"])
-    model = BlockModel(FeatureHypers.from_dict(config["hypers"]), config["basis"], gated=config["gated"])
+    model = block_model_from_config(config)
     model.load_state_dict(content["state"])
     return model, json.loads(content["metadata"])

@@ -91,6 +91,7 @@ class ModelConfig:
     gated: bool = False
     trainable: str = ".*"
     ridge_regularization: float = 1e-8
+    representation: str = "ao"
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,9 @@ def _model(values, base) -> ModelConfig:
     if init is not None and (hypers or species):
         raise ConfigError("model.init (start from a saved model) excludes model.hypers and model.species")
     trainable = _string(values.get("trainable", ".*"), "model.trainable")
+    representation = _string(values.get("representation", "ao"), "model.representation")
+    if representation not in ("ao", "lowdin"):
+        raise ConfigError(f"model.representation must be 'ao' or 'lowdin', got {representation!r}")
     try:
         re.compile(trainable)
     except re.error as err:
@@ -333,6 +337,7 @@ def _model(values, base) -> ModelConfig:
         hypers=dict(hypers),
         gated=gated,
         trainable=trainable,
+        representation=representation,
         ridge_regularization=_number(
             values.get("ridge_regularization", 1e-8), "model.ridge_regularization", low=0, low_open=True
         ),

@@ -108,11 +108,33 @@ def _optional(atoms: Atoms, key: str, shape) -> np.ndarray | None:
     return None if value is None else np.asarray(value, dtype=float).reshape(shape)
 
 
+def lowdin_root(overlap: np.ndarray) -> np.ndarray:
+    """S^-1/2 (symmetric), from the eigendecomposition of the overlap."""
+    values, vectors = np.linalg.eigh(overlap)
+    return (vectors / np.sqrt(values)) @ vectors.T
+
+
+def to_lowdin(fock: np.ndarray, atoms: Atoms, basis: str) -> np.ndarray:
+    """S^-1/2 F S^-1/2 of ``atoms`` in ``basis``: the target of a ``representation="lowdin"`` model."""
+    from mlhcalc.structure import to_mole
+
+    root = lowdin_root(to_mole(atoms, basis).intor("int1e_ovlp"))
+    return root @ np.asarray(fock) @ root
+
+
 def build_sample(
-    features_model, atoms: Atoms, basis: str, window: str = "occupied", virtuals: int = 1, name: str | None = None
+    features_model,
+    atoms: Atoms,
+    basis: str,
+    window: str = "occupied",
+    virtuals: int = 1,
+    name: str | None = None,
+    representation: str = "ao",
 ) -> Sample:
     """Precompute everything one labelled molecule needs (``features_model``: the model's
-    :class:`~mlhcalc.features.EquivariantFeatures`)."""
+    :class:`~mlhcalc.features.EquivariantFeatures`). ``representation="lowdin"``: the model predicts
+    H_L = S^-1/2 H S^-1/2, so the sample carries the integrals of that basis (overlap = identity,
+    dipole integrals S^-1/2 r S^-1/2); levels, density and dipole are those of H = S^1/2 H_L S^1/2."""
     from mlhcalc.qm.eigen import aufbau_occupations
     from mlhcalc.qm.integrals import nuclear_dipole
     from mlhcalc.structure import is_periodic, positions_bohr, to_mole
@@ -128,6 +150,12 @@ def build_sample(
     overlap = mol.intor("int1e_ovlp")
     with mol.with_common_orig(origin):
         dipole_ints = mol.intor("int1e_r")
+    if representation == "lowdin":
+        root = lowdin_root(overlap)
+        dipole_ints = np.einsum("ij,xjk,kl->xil", root, dipole_ints, root)
+        overlap = np.eye(len(overlap))
+    elif representation != "ao":
+        raise ValueError(f"representation must be 'ao' or 'lowdin', got {representation!r}")
     nao, nocc = mol.nao_nr(), int(atoms.info["nocc"])
     if 2 * nocc != mol.nelectron:
         raise ValueError(f"{name}: nocc = {nocc} but the molecule has {mol.nelectron} electrons")
@@ -154,11 +182,20 @@ def build_sample(
 
 
 def build_samples(
-    features_model, atoms_list: Sequence[Atoms], basis: str, window="occupied", virtuals=1, progress=None
+    features_model,
+    atoms_list: Sequence[Atoms],
+    basis: str,
+    window="occupied",
+    virtuals=1,
+    progress=None,
+    representation: str = "ao",
 ):
     """:func:`build_sample` for every structure (``progress``: an optional wrapper such as tqdm)."""
     iterator = atoms_list if progress is None else progress(atoms_list)
-    return [build_sample(features_model, atoms, basis, window, virtuals) for atoms in iterator]
+    return [
+        build_sample(features_model, atoms, basis, window, virtuals, representation=representation)
+        for atoms in iterator
+    ]
 
 
 # --------------------------------------------------------------------------------------- batching

@@ -116,7 +116,9 @@ def evaluate(model, atoms_list: Sequence[Atoms], *, batch_size: int = 16, bucket
     labelled molecules (``mo_energy_large``, ``nocc``; ``dipole_large`` and ``polarizability_large``
     where present) against the large-basis labels."""
     block_model = getattr(model, "block_model", model)
-    samples = build_samples(block_model.features, atoms_list, block_model.basis)
+    samples = build_samples(
+        block_model.features, atoms_list, block_model.basis, representation=block_model.representation
+    )
     return score_samples(predict_samples(block_model, samples, batch_size, bucket), samples)
 
 

@@ -36,7 +36,15 @@ import torch
 from ase import Atoms
 
 from mlhcalc.training.config import Config, ConfigError, load_config
-from mlhcalc.training.dataset import LARGE_KEYS, Sample, build_samples, has_targets, model_fock_stack, pad_batch
+from mlhcalc.training.dataset import (
+    LARGE_KEYS,
+    Sample,
+    build_samples,
+    has_targets,
+    model_fock_stack,
+    pad_batch,
+    to_lowdin,
+)
 from mlhcalc.training.evaluation import Predictions, baseline_metrics, predict_samples, score_samples
 from mlhcalc.training.losses import TERMS, batch_scales, qm_loss, set_losses, target_counts, target_statistics
 
@@ -275,6 +283,11 @@ def initial_model(config: Config, data: TrainingData, log: Callable[[str], None]
         model = HamiltonianModel.load(config.model.init)
         if model.basis != config.model.basis:
             raise ConfigError(f"model.init has basis {model.basis!r}, model.basis is {config.model.basis!r}")
+        if model.block_model.representation != config.model.representation:
+            raise ConfigError(
+                f"model.init has representation {model.block_model.representation!r}, model.representation is "
+                f"{config.model.representation!r}"
+            )
         if model.periodic:
             raise ConfigError("model.init is a periodic model; the trainer handles molecules")
         log(f"initial model: {config.model.init}")
@@ -286,7 +299,12 @@ def initial_model(config: Config, data: TrainingData, log: Callable[[str], None]
     species = config.model.species or tuple(sorted({int(z) for a in data.train + data.val for z in a.numbers}))
     hypers = FeatureHypers(species=species, **config.model.hypers)
     model = HamiltonianModel.create(
-        hypers, config.model.basis, periodic=False, level_of_theory="", gated=config.model.gated
+        hypers,
+        config.model.basis,
+        periodic=False,
+        level_of_theory="",
+        gated=config.model.gated,
+        representation=config.model.representation,
     )
     if not data.ridge:
         raise ValueError(
@@ -300,10 +318,13 @@ def initial_model(config: Config, data: TrainingData, log: Callable[[str], None]
             "data.minimal_labels: OUT"
         )
     start = time.perf_counter()
+    focks = [np.asarray(a.info["fock_minimal"]) for a in data.ridge]
+    if config.model.representation == "lowdin":
+        focks = [to_lowdin(fock, a, config.model.basis) for fock, a in zip(focks, data.ridge)]
     fit_ridge(
         model.block_model,
         systems_from_atoms(data.ridge),
-        [np.asarray(a.info["fock_minimal"]) for a in data.ridge],
+        focks,
         regularization=config.model.ridge_regularization,
     )
     log(f"ridge initialisation on {len(data.ridge)} minimal-basis Fock matrices: {time.perf_counter() - start:.1f} s")
@@ -330,7 +351,7 @@ def _with_gates(model):
     from mlhcalc.model import HamiltonianModel
 
     block = model.block_model
-    gated = BlockModel(block.features.hypers, block.basis, gated=True)
+    gated = BlockModel(block.features.hypers, block.basis, gated=True, representation=block.representation)
     missing, unexpected = gated.load_state_dict(block.state_dict(), strict=False)
     if unexpected or any(not name.startswith("gates.") for name in missing):
         raise ConfigError(f"model.init cannot take gates (unexpected {unexpected}, missing {missing})")
@@ -429,18 +450,14 @@ class Trainer:
             )
 
     def _setup(self) -> None:
-        from mlhcalc.features import FeatureHypers
-        from mlhcalc.hamiltonian.model import BlockModel
+        from mlhcalc.hamiltonian.model import block_model_from_config
         from mlhcalc.model import HamiltonianModel
 
         config, checkpoint = self.config, self.checkpoint
         torch.manual_seed(config.seed)
         self.data = load_training_data(config, json.loads(checkpoint["data"]) if checkpoint else None)
         if checkpoint:
-            block_config = json.loads(checkpoint["block_model_config"])
-            block_model = BlockModel(
-                FeatureHypers.from_dict(block_config["hypers"]), block_config["basis"], gated=block_config["gated"]
-            )
+            block_model = block_model_from_config(json.loads(checkpoint["block_model_config"]))
             block_model.load_state_dict(checkpoint["model"])
             self.model = HamiltonianModel(block_model, json.loads(checkpoint["model_metadata"]))
             torch.set_rng_state(checkpoint["torch_rng"])
@@ -467,8 +484,11 @@ class Trainer:
         mo = config.targets.mo_energy
         basis = self.block_model.basis
         features = self.block_model.features
-        self.train_samples = build_samples(features, self.data.train, basis, mo.window, mo.virtuals)
-        self.val_samples = build_samples(features, self.data.val, basis, mo.window, mo.virtuals)
+        kind = self.block_model.representation
+        self.train_samples, self.val_samples = (
+            build_samples(features, group, basis, mo.window, mo.virtuals, representation=kind)
+            for group in (self.data.train, self.data.val)
+        )
         self.log(
             f"precomputed features and integrals of {len(self.train_samples)} train and {len(self.val_samples)} val "
             f"structures: {time.perf_counter() - start:.1f} s"
@@ -824,7 +844,10 @@ class Trainer:
 
     def _split_samples(self, structures: Sequence[Atoms]) -> list[Sample]:
         mo = self.config.targets.mo_energy
-        return build_samples(self.block_model.features, structures, self.block_model.basis, mo.window, mo.virtuals)
+        block = self.block_model
+        return build_samples(
+            block.features, structures, block.basis, mo.window, mo.virtuals, representation=block.representation
+        )
 
 
 _PATH_KEYS = (("data", "labels"), ("model", "init"), ("output",))
