@@ -41,14 +41,12 @@ def plane_components(atoms, alpha: np.ndarray) -> tuple[float, float]:
 
 
 def rows(spec: str, molecules: list) -> tuple[str, list[list], float, list[list]]:
-    from mlhcalc.training.dataset import build_samples
+    from mlhcalc.training.dataset import model_samples
     from mlhcalc.training.evaluation import predict_samples
 
     name, model, _ = resolve_model(spec)
     block_model = model.block_model
-    predictions = predict_samples(block_model, build_samples(
-        block_model.features, molecules, block_model.basis, representation=block_model.representation
-    ))
+    predictions = predict_samples(block_model, model_samples(block_model, molecules))
     table, shifts, planar = [], [], []
     for k, atoms in enumerate(molecules):
         nocc = int(atoms.info["nocc"])  # present with every def2-TZVP label (training.dataset.has_targets)

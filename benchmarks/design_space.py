@@ -87,13 +87,11 @@ def alpha_split_metrics(score_fn, atoms_list) -> dict[str, float]:
 
 def model_row(model, atoms_list) -> dict[str, float]:
     """All metrics of ``model``; the planar / non-planar α subsets are scored from the same predictions."""
-    from mlhcalc.training.dataset import build_samples
+    from mlhcalc.training.dataset import model_samples
     from mlhcalc.training.evaluation import Predictions, predict_samples, score_samples
 
     block_model = model.block_model
-    samples = build_samples(
-        block_model.features, atoms_list, block_model.basis, representation=block_model.representation
-    )
+    samples = model_samples(block_model, atoms_list)
     predictions = predict_samples(block_model, samples)
 
     def score_subset(indices):

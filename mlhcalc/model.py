@@ -22,7 +22,7 @@ from ase.data import chemical_symbols
 
 import mlhcalc
 from mlhcalc.features import FeatureHypers, systems_from_atoms
-from mlhcalc.hamiltonian.model import BlockModel, load_block_model, save_block_model
+from mlhcalc.hamiltonian.model import BlockModel, load_block_model, overlap_power, save_block_model
 from mlhcalc.registry import find_model
 from mlhcalc.structure import validate_atoms
 
@@ -129,8 +129,7 @@ class HamiltonianModel(torch.nn.Module):
         if lowdin:  # H = S^1/2 H_L S^1/2 in the raw AO basis, what every consumer of predict expects
             from mlhcalc.structure import to_mole
 
-            values, vectors = np.linalg.eigh(to_mole(atoms, self.basis).intor("int1e_ovlp"))
-            root = torch.from_numpy((vectors * np.sqrt(values)) @ vectors.T)
+            root = torch.from_numpy(overlap_power(to_mole(atoms, self.basis).intor("int1e_ovlp"), 0.5))
             hamiltonian = root @ hamiltonian @ root
         return Prediction(hamiltonian=hamiltonian, translations=translations, positions_bohr=system.positions)
 

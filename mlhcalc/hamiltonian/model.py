@@ -101,6 +101,13 @@ def model_layouts(features: Features, systems, basis: str, translations=None) ->
 REPRESENTATIONS = ("ao", "lowdin")
 
 
+def overlap_power(overlap: np.ndarray, power: float) -> np.ndarray:
+    """S^power of a (positive definite) overlap matrix, from its eigendecomposition: S^-1/2 maps the
+    raw AO Hamiltonian to the Löwdin representation (S^-1/2 H S^-1/2), S^1/2 maps it back."""
+    values, vectors = np.linalg.eigh(overlap)
+    return (vectors * values**power) @ vectors.T
+
+
 class BlockModel(torch.nn.Module):
     """Features → coupled blocks → H, for the species of ``hypers`` in ``basis``.
 

@@ -323,8 +323,10 @@ def _model(values, base) -> ModelConfig:
     if init is not None and (hypers or species):
         raise ConfigError("model.init (start from a saved model) excludes model.hypers and model.species")
     trainable = _string(values.get("trainable", ".*"), "model.trainable")
+    from mlhcalc.hamiltonian.model import REPRESENTATIONS
+
     representation = _string(values.get("representation", "ao"), "model.representation")
-    if representation not in ("ao", "lowdin"):
+    if representation not in REPRESENTATIONS:
         raise ConfigError(f"model.representation must be 'ao' or 'lowdin', got {representation!r}")
     try:
         re.compile(trainable)

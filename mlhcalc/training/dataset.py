@@ -21,6 +21,7 @@ from ase import Atoms
 
 from mlhcalc.features import Features, systems_from_atoms
 from mlhcalc.hamiltonian.blocks import HamiltonianLayout, hamiltonian_layout, reconstruct
+from mlhcalc.hamiltonian.model import REPRESENTATIONS, overlap_power
 from mlhcalc.qm.molecular import pad_system
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "mo_levels",
     "build_sample",
     "build_samples",
+    "model_samples",
     "has_targets",
     "concatenate_features",
     "batch_layout",
@@ -108,17 +110,12 @@ def _optional(atoms: Atoms, key: str, shape) -> np.ndarray | None:
     return None if value is None else np.asarray(value, dtype=float).reshape(shape)
 
 
-def lowdin_root(overlap: np.ndarray) -> np.ndarray:
-    """S^-1/2 (symmetric), from the eigendecomposition of the overlap."""
-    values, vectors = np.linalg.eigh(overlap)
-    return (vectors / np.sqrt(values)) @ vectors.T
-
-
-def to_lowdin(fock: np.ndarray, atoms: Atoms, basis: str) -> np.ndarray:
-    """S^-1/2 F S^-1/2 of ``atoms`` in ``basis``: the target of a ``representation="lowdin"`` model."""
+def lowdin_fock(fock: np.ndarray, atoms: Atoms, basis: str) -> np.ndarray:
+    """S^-1/2 F S^-1/2 of ``atoms`` in ``basis``: the target of a ``representation="lowdin"`` model
+    (:func:`mlhcalc.training.direct.to_lowdin` is the same for a direct-fit ``Reference``)."""
     from mlhcalc.structure import to_mole
 
-    root = lowdin_root(to_mole(atoms, basis).intor("int1e_ovlp"))
+    root = overlap_power(to_mole(atoms, basis).intor("int1e_ovlp"), -0.5)
     return root @ np.asarray(fock) @ root
 
 
@@ -151,11 +148,11 @@ def build_sample(
     with mol.with_common_orig(origin):
         dipole_ints = mol.intor("int1e_r")
     if representation == "lowdin":
-        root = lowdin_root(overlap)
+        root = overlap_power(overlap, -0.5)
         dipole_ints = np.einsum("ij,xjk,kl->xil", root, dipole_ints, root)
         overlap = np.eye(len(overlap))
-    elif representation != "ao":
-        raise ValueError(f"representation must be 'ao' or 'lowdin', got {representation!r}")
+    elif representation not in REPRESENTATIONS:
+        raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
     nao, nocc = mol.nao_nr(), int(atoms.info["nocc"])
     if 2 * nocc != mol.nelectron:
         raise ValueError(f"{name}: nocc = {nocc} but the molecule has {mol.nelectron} electrons")
@@ -196,6 +193,19 @@ def build_samples(
         build_sample(features_model, atoms, basis, window, virtuals, representation=representation)
         for atoms in iterator
     ]
+
+
+def model_samples(block_model, atoms_list: Sequence[Atoms], window="occupied", virtuals=1, progress=None):
+    """:func:`build_samples` in the basis and representation of ``block_model`` (a BlockModel)."""
+    return build_samples(
+        block_model.features,
+        atoms_list,
+        block_model.basis,
+        window,
+        virtuals,
+        progress,
+        representation=block_model.representation,
+    )
 
 
 # --------------------------------------------------------------------------------------- batching

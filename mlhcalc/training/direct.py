@@ -44,7 +44,7 @@ from ase import Atoms
 
 from mlhcalc.features import systems_from_atoms
 from mlhcalc.hamiltonian.blocks import reconstruct
-from mlhcalc.hamiltonian.model import BlockModel, _accumulate_normal_equations, model_layouts
+from mlhcalc.hamiltonian.model import BlockModel, _accumulate_normal_equations, model_layouts, overlap_power
 from mlhcalc.structure import dipole_origin, positions_bohr, to_mole
 from mlhcalc.training import metrics
 
@@ -192,22 +192,17 @@ def score(refs: Sequence[Reference], focks: Sequence[np.ndarray], polarizability
     return result
 
 
-def _overlap_power(overlap: np.ndarray, power: float) -> np.ndarray:
-    values, vectors = np.linalg.eigh(overlap)
-    return (vectors * values**power) @ vectors.T
-
-
 def to_lowdin(ref: Reference, fock: np.ndarray) -> np.ndarray:
     """S^-1/2 F S^-1/2: the Fock matrix in Löwdin-orthogonalised AOs (each keeps its atom and (n, l, m)
     label, and S^±1/2 is a rotation-covariant function of the geometry, so the blocks transform as
     the raw AO ones do)."""
-    root = _overlap_power(ref.overlap, -0.5)
+    root = overlap_power(ref.overlap, -0.5)
     return root @ fock @ root
 
 
 def from_lowdin(ref: Reference, fock_lowdin: np.ndarray) -> np.ndarray:
     """Inverse of :func:`to_lowdin`: S^1/2 F_L S^1/2 (raw AO basis)."""
-    root = _overlap_power(ref.overlap, 0.5)
+    root = overlap_power(ref.overlap, 0.5)
     return root @ fock_lowdin @ root
 
 

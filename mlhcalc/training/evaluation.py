@@ -22,7 +22,7 @@ import torch
 from ase import Atoms
 
 from mlhcalc.training import metrics
-from mlhcalc.training.dataset import LARGE_KEYS, Sample, build_samples, model_fock_stack, pad_batch
+from mlhcalc.training.dataset import LARGE_KEYS, Sample, model_fock_stack, model_samples, pad_batch
 from mlhcalc.training.losses import qm_observables
 
 __all__ = ["Predictions", "predict_samples", "score", "evaluate", "baseline_metrics"]
@@ -116,9 +116,7 @@ def evaluate(model, atoms_list: Sequence[Atoms], *, batch_size: int = 16, bucket
     labelled molecules (``mo_energy_large``, ``nocc``; ``dipole_large`` and ``polarizability_large``
     where present) against the large-basis labels."""
     block_model = getattr(model, "block_model", model)
-    samples = build_samples(
-        block_model.features, atoms_list, block_model.basis, representation=block_model.representation
-    )
+    samples = model_samples(block_model, atoms_list)
     return score_samples(predict_samples(block_model, samples, batch_size, bucket), samples)
 
 

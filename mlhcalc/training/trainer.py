@@ -39,11 +39,11 @@ from mlhcalc.training.config import Config, ConfigError, load_config
 from mlhcalc.training.dataset import (
     LARGE_KEYS,
     Sample,
-    build_samples,
     has_targets,
+    lowdin_fock,
     model_fock_stack,
+    model_samples,
     pad_batch,
-    to_lowdin,
 )
 from mlhcalc.training.evaluation import Predictions, baseline_metrics, predict_samples, score_samples
 from mlhcalc.training.losses import TERMS, batch_scales, qm_loss, set_losses, target_counts, target_statistics
@@ -320,7 +320,7 @@ def initial_model(config: Config, data: TrainingData, log: Callable[[str], None]
     start = time.perf_counter()
     focks = [np.asarray(a.info["fock_minimal"]) for a in data.ridge]
     if config.model.representation == "lowdin":
-        focks = [to_lowdin(fock, a, config.model.basis) for fock, a in zip(focks, data.ridge)]
+        focks = [lowdin_fock(fock, a, config.model.basis) for fock, a in zip(focks, data.ridge)]
     fit_ridge(
         model.block_model,
         systems_from_atoms(data.ridge),
@@ -482,13 +482,8 @@ class Trainer:
 
         start = time.perf_counter()
         mo = config.targets.mo_energy
-        basis = self.block_model.basis
-        features = self.block_model.features
-        kind = self.block_model.representation
-        self.train_samples, self.val_samples = (
-            build_samples(features, group, basis, mo.window, mo.virtuals, representation=kind)
-            for group in (self.data.train, self.data.val)
-        )
+        self.train_samples = model_samples(self.block_model, self.data.train, mo.window, mo.virtuals)
+        self.val_samples = model_samples(self.block_model, self.data.val, mo.window, mo.virtuals)
         self.log(
             f"precomputed features and integrals of {len(self.train_samples)} train and {len(self.val_samples)} val "
             f"structures: {time.perf_counter() - start:.1f} s"
@@ -844,10 +839,7 @@ class Trainer:
 
     def _split_samples(self, structures: Sequence[Atoms]) -> list[Sample]:
         mo = self.config.targets.mo_energy
-        block = self.block_model
-        return build_samples(
-            block.features, structures, block.basis, mo.window, mo.virtuals, representation=block.representation
-        )
+        return model_samples(self.block_model, structures, mo.window, mo.virtuals)
 
 
 _PATH_KEYS = (("data", "labels"), ("model", "init"), ("output",))
