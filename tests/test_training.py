@@ -575,9 +575,11 @@ def test_model_basis_other_than_sto3g_takes_its_minimal_labels_from_data_minimal
     """``model.basis: 3-21g``: without minimal labels in that basis the trainer refuses (naming the
     labeller option); with ``data.minimal_labels`` the ridge start is fitted to the 3-21G Fock
     matrices (a 3-21G-sized H whose occupied levels follow the 3-21G ones) and the plain-basis
-    baseline is plain 3-21G, closer to the 6-31G targets than STO-3G is (split valence in both)."""
+    baseline is plain 3-21G, closer to the 6-31G targets than STO-3G is (split valence in both); the
+    model's stored config names the minimal labels relative to the YAML file, like data.labels."""
+    from mlhcalc.model import HamiltonianModel
     from mlhcalc.reference import read
-    from mlhcalc.training.config import ConfigError, config_from_dict
+    from mlhcalc.training.config import ConfigError, config_from_dict, load_config
     from mlhcalc.training.dataset import build_samples
     from mlhcalc.training.evaluation import predict_samples
     from mlhcalc.training.trainer import Trainer, load_training_data
@@ -591,7 +593,9 @@ def test_model_basis_other_than_sto3g_takes_its_minimal_labels_from_data_minimal
     values["data"]["minimal_labels"] = str(minimal)
     data = load_training_data(config_from_dict(values))
     assert len(data.ridge) == 12 and all(a.info["fock_minimal"].shape[0] > 10 for a in data.ridge)  # H2O: 13
-    trainer = Trainer(config_from_dict(values), log=lambda message: None)
+    path = tmp_path / "model-basis.yaml"
+    path.write_text(yaml.safe_dump(values))
+    trainer = Trainer(load_config(path), log=lambda message: None)
     model = trainer.block_model
     assert model.basis == "3-21g"
     predictions = predict_samples(model, build_samples(model.features, data.ridge, model.basis))
@@ -607,6 +611,8 @@ def test_model_basis_other_than_sto3g_takes_its_minimal_labels_from_data_minimal
 
     plain_sto3g = baseline_metrics([a for a in read(labels) if a.info["split"] == "val"])["occupied_mae_ev"]
     assert plain_321g < 0.5 * plain_sto3g, (plain_321g, plain_sto3g)  # measured 0.78 against 3.04 eV
+    stored = HamiltonianModel.load(tmp_path / "run" / "model").metadata["training"]["config"]["data"]
+    assert stored["minimal_labels"] == "minimal-321g.d"  # not this machine's absolute path
 
 
 def test_lowdin_representation_model_predicts_the_orthogonalised_hamiltonian(labels, tmp_path):

@@ -842,7 +842,7 @@ class Trainer:
         return model_samples(self.block_model, structures, mo.window, mo.virtuals)
 
 
-_PATH_KEYS = (("data", "labels"), ("model", "init"), ("output",))
+_PATH_KEYS = (("data", "labels"), ("data", "minimal_labels"), ("model", "init"), ("output",))
 
 
 def _portable_paths(values: dict, source: str | None) -> dict:
