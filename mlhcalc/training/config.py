@@ -40,6 +40,7 @@ MO_WINDOWS = ("occupied", "minimal")
 NORMALIZATIONS = ("variance", "initial")
 OPTIMIZERS = ("adam", "lbfgs")
 PROGRESS = ("auto", "on", "off")
+TARGET_STAGES = ("large", "minimal")
 # keys that may change between a run and its resumption (how long to go on, how to display it)
 RESUMABLE_KEYS = ("training.max_epochs", "training.patience", "training.progress", "evaluation.splits")
 
@@ -62,10 +63,15 @@ class DataConfig:
     ``model.basis`` (``mlhcalc label --basis-minimal BASIS``), for a model basis other than STO-3G:
     every ``*_minimal`` label (the ridge initialisation's Fock matrices, the plain-basis baseline)
     comes from there instead of ``labels``.
+    ``targets``: ``large`` (default; the def2-TZVP labels) or ``minimal``: train on the minimal-basis
+    labels themselves (MO energies, dipole, CPKS α of the model basis, every structure with a minimal
+    stage): an observable-based fit of the model's own level of theory, the indirect counterpart of
+    the closed-form Fock fit (docs/direct_fit.md).
     """
 
     labels: str = ""
     minimal_labels: str | None = None
+    targets: str = "large"
     train_split: str = "train"
     val_split: str = "val"
     max_train: int | None = None
@@ -278,6 +284,7 @@ def _data(values, base) -> DataConfig:
     return DataConfig(
         labels=_path(values["labels"], "data.labels", base),
         minimal_labels=_path(values.get("minimal_labels"), "data.minimal_labels", base, optional=True),
+        targets=_choice(values.get("targets", "large"), "data.targets", TARGET_STAGES),
         train_split=_string(values.get("train_split", "train"), "data.train_split"),
         val_split=_string(values.get("val_split", "val"), "data.val_split"),
         max_train=_number(values.get("max_train"), "data.max_train", integer=True, low=1, optional=True),

@@ -160,9 +160,12 @@ def _with_targets(atoms: Atoms, keys: Sequence[str], labels: Path) -> Atoms:
     return restricted
 
 
-def _label_files(labels: Path, record: dict, minimal_labels: Path | None = None) -> list[Path]:
+def _label_files(
+    labels: Path, record: dict, minimal_labels: Path | None = None, target_stage: str = "large"
+) -> list[Path]:
     """The files holding the labels of ``record`` (a consolidated file: the file itself); the
-    ridge's minimal-stage files from ``minimal_labels`` when given."""
+    ridge's minimal-stage files from ``minimal_labels`` when given; with ``target_stage='minimal'``
+    the targets are in the minimal-stage files (of ``minimal_labels`` when given)."""
     ridge_source = minimal_labels or labels
     if ridge_source.is_file():
         files = {ridge_source}
@@ -172,7 +175,10 @@ def _label_files(labels: Path, record: dict, minimal_labels: Path | None = None)
         files.add(labels)
     else:
         for sid, keys in record["train"] + record["val"]:
-            files.update(labels / f"{sid}.{_STAGE_OF[key]}.h5" for key in keys)
+            if target_stage == "minimal":
+                files.add(ridge_source / f"{sid}.minimal.h5" if ridge_source.is_dir() else ridge_source)
+            else:
+                files.update(labels / f"{sid}.{_STAGE_OF[key]}.h5" for key in keys)
     return sorted(f for f in files if f.is_file())
 
 
@@ -204,6 +210,25 @@ def _replace_minimal(structures: Sequence[Atoms], minimal_labels: Path) -> None:
         atoms.info.setdefault("provenance", {})["minimal"] = other.info.get("provenance", {}).get("minimal", {})
 
 
+def _minimal_as_targets(structures: Sequence[Atoms]) -> None:
+    """``data.targets: minimal``: the minimal-basis labels become the training targets. The
+    large-basis slots (``LARGE_KEYS``) of every structure are replaced by its ``*_minimal`` values
+    (structures without a minimal stage keep no targets), and the target provenance by the
+    minimal stage's, so the level of theory a model records is the one it was trained on."""
+    for atoms in structures:
+        for key in LARGE_KEYS.values():
+            atoms.info.pop(key, None)
+        provenance = atoms.info.get("provenance", {})
+        provenance.pop("large", None)
+        provenance.pop("large_polarizability", None)
+        for key in LARGE_KEYS.values():
+            source = key.replace("_large", "_minimal")
+            if source in atoms.info:
+                atoms.info[key] = np.array(atoms.info[source], dtype=float, copy=True)
+        if "minimal" in provenance:
+            provenance["large"] = provenance["minimal"]
+
+
 def load_training_data(config: Config, record: dict | None = None) -> TrainingData:
     """Read ``config.data.labels`` and select the structures of the run. ``record``: the structure
     ids and target labels stored in a checkpoint; a resumed run uses exactly those (labels that a
@@ -215,6 +240,8 @@ def load_training_data(config: Config, record: dict | None = None) -> TrainingDa
     structures = read(labels, provenance=True)
     if config.data.minimal_labels:
         _replace_minimal(structures, Path(config.data.minimal_labels))
+    if config.data.targets == "minimal":
+        _minimal_as_targets(structures)
     for atoms in structures:
         by_split.setdefault(str(atoms.info.get("split", "none")), []).append(atoms)
     labelled = {split: [a for a in group if has_targets(a)] for split, group in by_split.items()}
@@ -265,7 +292,7 @@ def load_training_data(config: Config, record: dict | None = None) -> TrainingDa
         record=record,
         counts=counts,
         label_files=_label_files(
-            labels, record, Path(data.minimal_labels) if data.minimal_labels else None
+            labels, record, Path(data.minimal_labels) if data.minimal_labels else None, data.targets
         ),
         level=_level_of_theory(train),
     )
