@@ -54,6 +54,7 @@ __all__ = [
     "TrainingInterrupted",
     "TrainingData",
     "load_training_data",
+    "use_minimal_targets",
     "initial_model",
     "CHECKPOINT_FILE",
     "LOG_FILE",
@@ -210,7 +211,7 @@ def _replace_minimal(structures: Sequence[Atoms], minimal_labels: Path) -> None:
         atoms.info.setdefault("provenance", {})["minimal"] = other.info.get("provenance", {}).get("minimal", {})
 
 
-def _minimal_as_targets(structures: Sequence[Atoms]) -> None:
+def use_minimal_targets(structures: Sequence[Atoms]) -> None:
     """``data.targets: minimal``: the minimal-basis labels become the training targets. The
     large-basis slots (``LARGE_KEYS``) of every structure are replaced by its ``*_minimal`` values
     (structures without a minimal stage keep no targets), and the target provenance by the
@@ -241,7 +242,7 @@ def load_training_data(config: Config, record: dict | None = None) -> TrainingDa
     if config.data.minimal_labels:
         _replace_minimal(structures, Path(config.data.minimal_labels))
     if config.data.targets == "minimal":
-        _minimal_as_targets(structures)
+        use_minimal_targets(structures)
     for atoms in structures:
         by_split.setdefault(str(atoms.info.get("split", "none")), []).append(atoms)
     labelled = {split: [a for a in group if has_targets(a)] for split, group in by_split.items()}
