@@ -219,13 +219,12 @@ def use_minimal_targets(structures: Sequence[Atoms]) -> None:
     for atoms in structures:
         for key in LARGE_KEYS.values():
             atoms.info.pop(key, None)
-        provenance = atoms.info.get("provenance", {})
-        provenance.pop("large", None)
-        provenance.pop("large_polarizability", None)
-        for key in LARGE_KEYS.values():
             source = key.replace("_large", "_minimal")
             if source in atoms.info:
                 atoms.info[key] = np.array(atoms.info[source], dtype=float, copy=True)
+        provenance = atoms.info.get("provenance", {})
+        provenance.pop("large", None)
+        provenance.pop("large_polarizability", None)
         if "minimal" in provenance:
             provenance["large"] = provenance["minimal"]
 
@@ -509,15 +508,15 @@ class Trainer:
             raise ConfigError("models with learnable_compression cannot be trained here (features are precomputed)")
 
         start = time.perf_counter()
-        mo = config.targets.mo_energy
-        self.train_samples = model_samples(self.block_model, self.data.train, mo.window, mo.virtuals)
-        self.val_samples = model_samples(self.block_model, self.data.val, mo.window, mo.virtuals)
+        self.train_samples = self._split_samples(self.data.train)
+        self.val_samples = self._split_samples(self.data.val)
         self.log(
             f"precomputed features and integrals of {len(self.train_samples)} train and {len(self.val_samples)} val "
             f"structures: {time.perf_counter() - start:.1f} s"
         )
         self.statistics = target_statistics(self.train_samples)
-        self.weights = np.array([mo.weight, config.targets.dipole.weight, config.targets.polarizability.weight])
+        targets = config.targets
+        self.weights = np.array([targets.mo_energy.weight, targets.dipole.weight, targets.polarizability.weight])
         for term, weight, count in zip(TERMS, self.weights, self.statistics.counts):
             if weight > 0 and count == 0:
                 raise ValueError(
