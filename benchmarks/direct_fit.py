@@ -125,14 +125,20 @@ class Data:
         self.seconds = time.perf_counter() - start
 
     def focks(self, split, target="ao"):
-        """Reference Fock matrices of ``split``: raw AO, or Löwdin-orthogonalised (``target="lowdin"``)."""
+        """Reference Fock matrices of ``split``: raw AO, Löwdin-orthogonalised (``target="lowdin"``), or
+        minus the self-consistent-charge term of their own charges (``target="scc"``)."""
         if target == "lowdin":
             return [direct.to_lowdin(r, r.fock) for r in self.refs[split]]
+        if target == "scc":
+            return [direct.to_scc_target(r, r.fock) for r in self.refs[split]]
         return [r.fock for r in self.refs[split]]
 
     def to_ao(self, split, focks, target="ao"):
+        """Model outputs of ``split`` → AO Fock matrices (inverse of :meth:`focks`)."""
         if target == "lowdin":
             return [direct.from_lowdin(r, f) for r, f in zip(self.refs[split], focks)]
+        if target == "scc":
+            return [direct.from_scc(r, f) for r, f in zip(self.refs[split], focks)]
         return focks
 
 
@@ -161,7 +167,10 @@ def fit(data: Data, hypers: FeatureHypers, penalties=PENALTIES, strategies=STRAT
     (per-head regularisation, first penalty); the train normal equations are additive, so the
     curve costs no extra features.
     """
-    model = HamiltonianModel.create(hypers, data.basis, periodic=False, level_of_theory=LEVEL)
+    electrostatics = "scc" if target == "scc" else "none"
+    model = HamiltonianModel.create(
+        hypers, data.basis, periodic=False, level_of_theory=LEVEL, electrostatics=electrostatics
+    )
     block = model.block_model
     wall, cpu = time.perf_counter(), time.process_time()
     normal_val = direct.normal_equations(block, data.splits["val"], data.focks("val", target))
@@ -323,11 +332,25 @@ def main(argv=None):
         action="store_true",
         help="also fit the Löwdin-basis Fock with the chosen hypers (val/test only, not saved)",
     )
+    parser.add_argument(
+        "--electrostatics",
+        choices=("none", "scc"),
+        default="none",
+        help="scc: fit F − H_es(q_ref) and predict with self-consistent charges (docs/direct_fit.md)",
+    )
+    parser.add_argument(
+        "--long-range-widths",
+        default="",
+        metavar="A,B,...",
+        help="widths (bohr) of the molecule-wide long-range atom features added to the chosen hypers",
+    )
     parser.add_argument("--save", metavar="DIR", help="save the fitted model (e.g. models/organic-sto3g)")
     parser.add_argument(
         "--basis", default="sto-3g", help="model basis; the labels' minimal stage must be in it (--basis-minimal)"
     )
     args = parser.parse_args(argv)
+    if args.search and (args.electrostatics != "none" or args.long_range_widths):
+        raise SystemExit("--search scans the plain AO fit: give --electrostatics/--long-range-widths without it")
     command = "OMP_NUM_THREADS=1 python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     t0 = time.perf_counter()
 
@@ -356,6 +379,9 @@ def main(argv=None):
     )
 
     chosen = dict(CHOSEN)
+    target = "scc" if args.electrostatics == "scc" else "ao"
+    if args.electrostatics == "scc":
+        chosen["name"] += "+scc"
     if args.search:
         t_search = time.perf_counter()
         penalties = tuple(args.penalties.split(","))
@@ -374,11 +400,20 @@ def main(argv=None):
         hypers = replace(BASE, **overrides)
     else:
         hypers = replace(BASE, **chosen["hypers"])
-        model, record, _ = fit(data, hypers, (chosen["penalty"],), (chosen["strategy"],), curve=args.learning_curve)
-    test_focks = direct.predict_focks(model.block_model, data.splits["test"])
+        if args.long_range_widths:
+            widths = tuple(float(w) for w in args.long_range_widths.split(","))
+            hypers = replace(hypers, long_range_widths=widths)
+            chosen["name"] += "+long-range " + args.long_range_widths
+        model, record, _ = fit(
+            data, hypers, (chosen["penalty"],), (chosen["strategy"],), target=target, curve=args.learning_curve
+        )
+    def predicted(split):  # AO Fock matrices of the chosen model
+        return data.to_ao(split, direct.predict_focks(model.block_model, data.splits[split]), target)
+
+    test_focks = predicted("test")
     test = evaluate(data.refs["test"], test_focks)
-    val = evaluate(data.refs["val"], direct.predict_focks(model.block_model, data.splits["val"]))
-    train = evaluate(data.refs["train"], direct.predict_focks(model.block_model, data.splits["train"]))
+    val = evaluate(data.refs["val"], predicted("val"))
+    train = evaluate(data.refs["train"], predicted("train"))
     floor = {
         split: evaluate(
             data.refs[split], [direct.truncate_to_cutoff(r, r.fock, hypers.cutoff) for r in data.refs[split]]

@@ -80,10 +80,10 @@ def timed_pass(model, atoms_list, batch_size: int) -> dict:
     model_seconds = 0.0
     original = calc_module._hamiltonians
 
-    def timed_hamiltonians(*args):
+    def timed_hamiltonians(*args, **kwargs):
         nonlocal model_seconds
         start = time.perf_counter()
-        result = original(*args)
+        result = original(*args, **kwargs)
         model_seconds += time.perf_counter() - start
         return result
 

@@ -119,9 +119,13 @@ def _check(model: HamiltonianModel, atoms: Atoms, charge: int | None, warn: bool
     return total_charge
 
 
-def _hamiltonians(model: HamiltonianModel, atoms_list: list[Atoms]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def _hamiltonians(
+    model: HamiltonianModel, atoms_list: list[Atoms], charges: list[int] | None = None
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Model H (hartree) of every structure, features computed for the whole list at once:
-    (H [nao, nao], None) for molecules, (H(T) [n_T, nao, nao], translations [n_T, 3]) for cells."""
+    (H [nao, nao], None) for molecules, (H(T) [n_T, nao, nao], translations [n_T, 3]) for cells.
+    Models whose output needs completing (Löwdin, self-consistent charges) go through
+    :meth:`HamiltonianModel.finish` with the structure's total charge (``charges``)."""
     import torch
 
     from mlhcalc.features import systems_from_atoms
@@ -129,12 +133,14 @@ def _hamiltonians(model: HamiltonianModel, atoms_list: list[Atoms]) -> list[tupl
     with torch.no_grad():
         predictions = model.block_model(systems_from_atoms(list(atoms_list)))
     result = []
-    for layout, hamiltonian in predictions:
+    charges = [None] * len(atoms_list) if charges is None else charges
+    for (layout, hamiltonian), atoms, charge in zip(predictions, atoms_list, charges):
         matrix = hamiltonian.detach().numpy()
         if model.periodic:
             result.append((matrix, np.asarray(layout.translations, dtype=int)))
         else:
-            result.append((matrix[0] if matrix.ndim == 3 else matrix, None))
+            matrix = matrix[0] if matrix.ndim == 3 else matrix
+            result.append((model.finish(atoms, matrix, charge), None))
     return result
 
 
@@ -438,12 +444,12 @@ def electronic_results(
     if not valid:
         return results
     try:
-        hamiltonians = _hamiltonians(model, [atoms for _, atoms, _, _ in valid])
+        hamiltonians = _hamiltonians(model, [atoms for _, atoms, _, _ in valid], charges=[c for _, _, c, _ in valid])
     except Exception:  # find the structure that breaks the batch, keep the others
         hamiltonians = []
-        for index, atoms, _, _ in valid:
+        for index, atoms, total_charge, _ in valid:
             try:
-                hamiltonians.append(_hamiltonians(model, [atoms])[0])
+                hamiltonians.append(_hamiltonians(model, [atoms], charges=[total_charge])[0])
             except Exception as err:  # noqa: BLE001 - reported per structure
                 results[index] = err
                 hamiltonians.append(None)

@@ -83,12 +83,17 @@ class HamiltonianModel(torch.nn.Module):
         level_of_theory: str,
         gated: bool = False,
         representation: str = "ao",
+        electrostatics: str = "none",
         **metadata,
     ) -> HamiltonianModel:
         """A new (zero-weight) model; fit it with :func:`mlhcalc.hamiltonian.fit_ridge` or train it.
-        ``representation="lowdin"``: the model predicts S^-1/2 H S^-1/2 (:class:`BlockModel`)."""
+        ``representation="lowdin"``: the model predicts S^-1/2 H S^-1/2; ``electrostatics="scc"``:
+        H_ML plus self-consistent-charge electrostatics (:class:`BlockModel`)."""
+        if electrostatics != "none" and periodic:
+            raise ValueError("electrostatics='scc' is implemented for molecules only")
         meta = {"periodic": periodic, "level_of_theory": level_of_theory, **metadata}
-        return cls(BlockModel(hypers, basis, gated=gated, representation=representation), meta)
+        block = BlockModel(hypers, basis, gated=gated, representation=representation, electrostatics=electrostatics)
+        return cls(block, meta)
 
     @property
     def basis(self) -> str:
@@ -113,25 +118,52 @@ class HamiltonianModel(torch.nn.Module):
                 )
         return validate_atoms(atoms, self.basis, charge, periodic=self.periodic)
 
-    def predict(self, atoms: Atoms, *, positions_requires_grad: bool = False) -> Prediction:
-        """Model Hamiltonian of one structure (call :meth:`check` first for friendly errors)."""
-        lowdin = self.block_model.representation == "lowdin"
-        if lowdin and (positions_requires_grad or self.periodic):
+    @property
+    def post_processed(self) -> bool:
+        """True when the block model's output is not yet the AO Hamiltonian (see :meth:`finish`)."""
+        return self.block_model.representation != "ao" or self.block_model.electrostatics != "none"
+
+    def predict(self, atoms: Atoms, *, positions_requires_grad: bool = False, charge: int | None = None) -> Prediction:
+        """Model Hamiltonian of one structure (call :meth:`check` first for friendly errors;
+        ``charge``: total charge, default from :func:`mlhcalc.structure.validate_atoms`)."""
+        if self.post_processed and (positions_requires_grad or self.periodic):
             raise ValueError(
-                "this model predicts the Löwdin-basis Hamiltonian (an experiment, docs/training.md): position "
-                "derivatives and periodic cells are not implemented for it; use an AO-representation model"
+                "this model predicts a Löwdin-basis Hamiltonian or adds self-consistent charges outside the network "
+                "(experiments, docs/training.md and docs/direct_fit.md): position derivatives and periodic cells are "
+                "not implemented for it; use a plain AO model (e.g. 'organic') for them"
             )
         (system,) = systems_from_atoms([atoms], positions_requires_grad=positions_requires_grad)
         ((layout, hamiltonian),) = self.block_model([system])
         translations = np.asarray(layout.translations) if self.periodic else None
         if not self.periodic and hamiltonian.dim() == 3:
             hamiltonian = hamiltonian[0]
-        if lowdin:  # H = S^1/2 H_L S^1/2 in the raw AO basis, what every consumer of predict expects
-            from mlhcalc.structure import to_mole
-
-            root = torch.from_numpy(overlap_power(to_mole(atoms, self.basis).intor("int1e_ovlp"), 0.5))
-            hamiltonian = root @ hamiltonian @ root
+        if self.post_processed:
+            hamiltonian = torch.from_numpy(self.finish(atoms, hamiltonian.detach().numpy(), charge))
         return Prediction(hamiltonian=hamiltonian, translations=translations, positions_bohr=system.positions)
+
+    def finish(self, atoms: Atoms, hamiltonian: np.ndarray, charge: int | None = None) -> np.ndarray:
+        """The block model's output for a molecule → the AO Hamiltonian every consumer expects:
+        S^1/2 H_L S^1/2 for a Löwdin-representation model, H_ML + H_es(q) with self-consistent charges
+        for an SCC model (:func:`mlhcalc.hamiltonian.electrostatics.solve_scc`), unchanged otherwise."""
+        if not self.post_processed:
+            return hamiltonian
+        from mlhcalc.structure import positions_bohr, to_mole
+
+        mol = to_mole(atoms, self.basis, charge)
+        overlap = mol.intor("int1e_ovlp")
+        if self.block_model.representation == "lowdin":
+            root = overlap_power(overlap, 0.5)
+            hamiltonian = root @ hamiltonian @ root
+        if self.block_model.electrostatics == "scc":
+            from mlhcalc.hamiltonian.electrostatics import gamma_matrix, solve_scc
+
+            numbers = atoms.get_atomic_numbers()
+            ao_atom = np.concatenate(
+                [np.full(stop - start, a) for a, (_, _, start, stop) in enumerate(mol.aoslice_by_atom())]
+            )
+            gamma = gamma_matrix(numbers, positions_bohr(atoms))
+            hamiltonian, _, _ = solve_scc(hamiltonian, overlap, gamma, ao_atom, numbers, mol.nelectron // 2)
+        return hamiltonian
 
     def forward(self, atoms: Atoms) -> torch.Tensor:
         return self.predict(atoms).hamiltonian

@@ -87,7 +87,7 @@ def exact_fock(monkeypatch, charge=0):
     """Make the calculator's model Hamiltonian PySCF's converged RHF Fock matrix (an exact 'model')."""
     scfs = {}
 
-    def hamiltonians(model, atoms_list):
+    def hamiltonians(model, atoms_list, charges=None):
         result = []
         for atoms in atoms_list:
             mf = rhf_fock(atoms, charge)
@@ -225,9 +225,9 @@ def test_results_are_cached_until_the_atoms_change(water, monkeypatch):
     calls = []
     original = calculator_module._hamiltonians
 
-    def counting(model, atoms_list):
+    def counting(model, atoms_list, charges=None):
         calls.append(len(atoms_list))
-        return original(model, atoms_list)
+        return original(model, atoms_list, charges)
 
     monkeypatch.setattr(calculator_module, "_hamiltonians", counting)
     calc = water.calc

@@ -12,6 +12,13 @@ species. The atom-centred density is the sum of the compressed pair terms, ρ_i 
   (j, i, -T) carries ρ_j; ``Features.pair_partner`` links the two, so a block model can use
   symmetric/antisymmetric combinations of both orders.
 
+- atoms, optionally (``long_range_widths``, molecules only): molecule-wide multipole features without
+  a cutoff, Σ_{j ≠ i, j of species Z} Y_λ(r̂_ij) a^(λ+1) r_ij^λ / (r_ij² + a²)^(λ+1/2) for each species Z,
+  width a and λ ≤ 2 (σ = +1): the potential (λ = 0), field (λ = 1) and field gradient (λ = 2) at atom i
+  of unit charges on the atoms of each species, smoothed at short range. They let the on-site blocks see
+  the whole molecule (docs/model.md, "Long-range features"). Property rows (0, λ, -1, channel, -1),
+  channel = species index × len(widths) + width index, after the density columns.
+
 Lengths are in bohr; σ = +1 means the block picks up (-1)^λ under inversion (like Y_λ), σ = -1
 the opposite. Everything is differentiable with respect to positions and cell.
 """
@@ -19,6 +26,7 @@ the opposite. Everything is differentiable with respect to positions and cell.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -61,12 +69,24 @@ class FeatureHypers:
     pair_channels: int = 4
     learnable_compression: bool = False
     seed: int = 0
+    long_range_widths: tuple[float, ...] = ()
+    long_range_scale: float = 0.01
+
+    # long_range_widths: widths a (bohr) of the molecule-wide multipole features of every atom (empty: none);
+    # long_range_scale: their fixed prefactor (brings them to the size of the density-product columns, so
+    # one ridge penalty per head treats both alike). See EquivariantFeatures and docs/model.md.
 
     def __post_init__(self):
         species = tuple(int(z) for z in self.species)
         if list(species) != sorted(set(species)) or not species or species[0] < 1:
             raise ValueError(f"species must be distinct atomic numbers in increasing order, got {self.species}")
         object.__setattr__(self, "species", species)
+        widths = tuple(float(w) for w in self.long_range_widths)
+        if any(not w > 0 for w in widths) or len(set(widths)) != len(widths):
+            raise ValueError(
+                f"long_range_widths must be distinct positive lengths (bohr), got {self.long_range_widths}"
+            )
+        object.__setattr__(self, "long_range_widths", widths)
         if not 0 <= self.max_lambda <= 2 * self.max_angular:
             raise ValueError(f"max_lambda={self.max_lambda} must be in 0..2*max_angular={2 * self.max_angular}")
         if min(self.channels, self.pair_channels) < 1 or self.max_radial < 0 or self.max_angular < 0:
@@ -95,6 +115,11 @@ class FeatureHypers:
     @classmethod
     def from_dict(cls, values: dict) -> FeatureHypers:
         return cls(**{**values, "species": tuple(values["species"])})
+
+    @property
+    def long_range_lambdas(self) -> range:
+        """Orders λ of the long-range features (λ ≤ 2, the on-site blocks of s and p shells)."""
+        return range(min(self.max_lambda, 2) + 1) if self.long_range_widths else range(0)
 
 
 class Irrep(NamedTuple):
@@ -222,6 +247,10 @@ class EquivariantFeatures(torch.nn.Module):
             keep = self._atom_triangles[term.lam % 2].numpy() if atom and term.l1 == term.l2 else slice(None)
             rows = properties.setdefault(Irrep(term.lam, term.sigma), [])
             rows.extend([2, term.l1, term.l2, a, b] for a, b in zip(first[keep], second[keep]))
+        if atom:
+            n_long = len(self.hypers.species) * len(self.hypers.long_range_widths)
+            for lam in self.hypers.long_range_lambdas:
+                properties.setdefault(Irrep(lam, 1), []).extend([0, lam, -1, c, -1] for c in range(n_long))
         return {irrep: np.array(rows, dtype=np.int32) for irrep, rows in sorted(properties.items())}
 
     def _check_species(self, systems) -> None:
@@ -308,6 +337,9 @@ class EquivariantFeatures(torch.nn.Module):
             if term.l1 == term.l2:
                 product = product.flatten(2)[..., self._atom_triangles[term.lam % 2]]
             atom.put(Irrep(term.lam, term.sigma), product)
+        if self.hypers.long_range_widths:
+            for lam, values in enumerate(self._long_range(systems)):
+                atom.put(Irrep(lam, 1), values)
         # the pair products are most of the memory: written straight into their final place, one
         # l2 at a time, so the peak stays near the size of the result
         for term, product in zip(self._pair_products.terms, self._pair_products(density_all, pair_terms, rows=first)):
@@ -324,6 +356,46 @@ class EquivariantFeatures(torch.nn.Module):
             atom_properties=self.atom_properties,
             pair_properties=self.pair_properties,
         )
+
+    def _long_range(self, systems) -> list[torch.Tensor]:
+        """Long-range features of every atom, [n_atoms, 2λ+1, n_species · n_widths] for each λ of
+        ``hypers.long_range_lambdas`` (differentiable with respect to positions)."""
+        hypers = self.hypers
+        widths = torch.tensor(hypers.long_range_widths, dtype=torch.float64)
+        per_lambda: list[list[torch.Tensor]] = [[] for _ in hypers.long_range_lambdas]
+        for system in systems:
+            if bool(system.pbc.any()):
+                raise ValueError(
+                    "long-range features (FeatureHypers.long_range_widths) are implemented for molecules only: "
+                    "use a model without them for periodic cells"
+                )
+            positions = system.positions
+            n = len(positions)
+            eye = torch.eye(n, dtype=torch.bool)
+            vectors = positions[None, :, :] - positions[:, None, :]  # r_j − r_i
+            # a finite stand-in on the diagonal keeps norm() differentiable; those terms are masked out
+            vectors = torch.where(eye[..., None], torch.ones_like(vectors), vectors)
+            distances = torch.linalg.norm(vectors, dim=-1)
+            harmonics = _real_harmonics(vectors / distances[..., None])
+            onehot = (system.types.long()[:, None] == torch.tensor(hypers.species)[None, :]).to(torch.float64)
+            squared = distances[None] ** 2 + widths[:, None, None] ** 2  # [w, i, j]
+            for lam in hypers.long_range_lambdas:
+                kernel = widths[:, None, None] ** (lam + 1) * distances[None] ** lam / squared ** (lam + 0.5)
+                kernel = torch.where(eye[None], torch.zeros_like(kernel), kernel)
+                values = torch.einsum("ijm,wij,js->imsw", harmonics[lam], kernel, onehot)
+                per_lambda[lam].append(hypers.long_range_scale * values.reshape(n, 2 * lam + 1, -1))
+        return [torch.cat(parts) for parts in per_lambda]
+
+
+def _real_harmonics(unit: torch.Tensor) -> list[torch.Tensor]:
+    """Real spherical harmonics λ = 0, 1, 2 of unit vectors [..., 3] in featomic's order and phase
+    (m = −λ..λ; λ = 1: y, z, x), up to a common factor per λ."""
+    x, y, z = unit[..., 0], unit[..., 1], unit[..., 2]
+    return [
+        torch.ones_like(x)[..., None],
+        torch.stack([y, z, x], dim=-1),
+        torch.stack([x * y, y * z, (3 * z * z - 1) / (2 * math.sqrt(3)), x * z, (x * x - y * y) / 2], dim=-1),
+    ]
 
 
 class _Filler:

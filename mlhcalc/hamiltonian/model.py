@@ -114,17 +114,39 @@ class BlockModel(torch.nn.Module):
     ``representation``: ``"ao"`` — the blocks are those of H in the raw AO basis (every shipped
     model); ``"lowdin"`` — those of S^-1/2 H S^-1/2, the Löwdin-orthogonalised basis (same atom-centred
     labels and symmetry), for bases whose near-singular overlap makes raw-AO predictions
-    ill-conditioned (docs/training.md, "A model basis with polarisation functions")."""
+    ill-conditioned (docs/training.md, "A model basis with polarisation functions").
 
-    def __init__(self, hypers: FeatureHypers, basis: str, *, gated: bool = False, representation: str = "ao"):
+    ``electrostatics``: ``"none"``, or ``"scc"`` — the blocks are those of H_ML, and the model
+    Hamiltonian is H_ML + H_es(q) with self-consistent Mulliken charges q
+    (:mod:`mlhcalc.hamiltonian.electrostatics`; molecules, AO representation). :meth:`forward`
+    returns H_ML; :meth:`mlhcalc.model.HamiltonianModel.finish` adds the rest."""
+
+    def __init__(
+        self,
+        hypers: FeatureHypers,
+        basis: str,
+        *,
+        gated: bool = False,
+        representation: str = "ao",
+        electrostatics: str = "none",
+    ):
         super().__init__()
         from ase.data import chemical_symbols
 
+        from mlhcalc.hamiltonian.electrostatics import ELECTROSTATICS, hubbard
+
         if representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
+        if electrostatics not in ELECTROSTATICS:
+            raise ValueError(f"electrostatics must be one of {ELECTROSTATICS}, got {electrostatics!r}")
+        if electrostatics == "scc":
+            if representation != "ao":
+                raise ValueError("electrostatics='scc' works with representation='ao' only")
+            hubbard(hypers.species)  # fails early for an element without a Hubbard U
         self.basis = basis
         self.gated = gated
         self.representation = representation
+        self.electrostatics = electrostatics
         self.features = EquivariantFeatures(hypers)
         symbols = {z: chemical_symbols[z] for z in hypers.species}
         combos = [("on_site", z, z) for z in hypers.species]
@@ -162,6 +184,8 @@ class BlockModel(torch.nn.Module):
         config = {"hypers": self.features.hypers.to_dict(), "basis": self.basis, "gated": self.gated}
         if self.representation != "ao":  # absent = "ao": files written before the option load unchanged
             config["representation"] = self.representation
+        if self.electrostatics != "none":  # absent = "none", likewise
+            config["electrostatics"] = self.electrostatics
         return config
 
     def forward(self, systems, translations=None):
@@ -317,6 +341,7 @@ def block_model_from_config(config: dict) -> BlockModel:
         config["basis"],
         gated=config["gated"],
         representation=config.get("representation", "ao"),
+        electrostatics=config.get("electrostatics", "none"),
     )
 
 

@@ -68,6 +68,9 @@ class Sample:
     mo_energy_ref: np.ndarray
     dipole: np.ndarray | None
     polarizability: np.ndarray | None
+    positions: np.ndarray | None = None  # bohr; with ao_atom, what self-consistent-charge models need
+    ao_atom: np.ndarray | None = None
+    charges: np.ndarray | None = field(default=None, repr=False)  # last SCC charges (warm start)
     _padded: dict = field(default_factory=dict, repr=False)
 
     def padded(self, size: int):
@@ -175,6 +178,10 @@ def build_sample(
         mo_energy_ref=reference,
         dipole=_optional(atoms, LARGE_KEYS["dipole"], 3),
         polarizability=_optional(atoms, LARGE_KEYS["polarizability"], (3, 3)),
+        positions=positions,
+        ao_atom=np.concatenate(
+            [np.full(stop - start, a) for a, (_, _, start, stop) in enumerate(mol.aoslice_by_atom())]
+        ),
     )
 
 
@@ -359,4 +366,32 @@ def model_fock_stack(block_model, samples: Sequence[Sample], batch: PaddedBatch)
     w.r.t. the model's weights): one pass of the heads over the concatenated batch."""
     features = concatenate_features([s.features for s in samples])
     layout = batch_layout(samples, features, block_model.basis)
-    return batch.scatter(reconstruct(block_model.coupled(features, layout), layout))
+    hamiltonian = reconstruct(block_model.coupled(features, layout), layout)
+    if block_model.electrostatics == "scc":
+        hamiltonian = _with_scc(hamiltonian, samples)
+    return batch.scatter(hamiltonian)
+
+
+def _with_scc(hamiltonian: torch.Tensor, samples: Sequence[Sample]) -> torch.Tensor:
+    """The block-diagonal H_ML of a batch → H_ML + H_es(q*) per molecule (differentiable;
+    :func:`mlhcalc.hamiltonian.electrostatics.scc_hamiltonian`, warm-started from the sample's last q*)."""
+    from mlhcalc.hamiltonian.electrostatics import gamma_matrix, scc_hamiltonian
+
+    blocks, offset = [], 0
+    for sample in samples:
+        if sample.ao_atom is None or sample.positions is None or sample.mo_occ is None:
+            raise ValueError(f"{sample.name}: the sample lacks positions/ao_atom for self-consistent charges")
+        stop = offset + sample.nao
+        full, sample.charges = scc_hamiltonian(
+            hamiltonian[offset:stop, offset:stop],
+            sample.overlap,
+            gamma_matrix(sample.numbers, sample.positions),
+            sample.ao_atom,
+            sample.numbers,
+            sample.nocc,
+            charges=sample.charges,
+            strict=False,  # an optimiser's trial step may leave no fixed point: a (high) loss, not a crash
+        )
+        blocks.append(full)
+        offset = stop
+    return torch.block_diag(*blocks)

@@ -19,6 +19,8 @@ Pieces (all deterministic; features are seeded, the solves are closed form):
   cutoff set to zero (what the model can at best represent): the cutoff floor.
 - :func:`to_lowdin` / :func:`from_lowdin`: S^∓1/2 F S^∓1/2, for fitting experiments in the
   Löwdin-orthogonalised basis (the shipped model predicts the raw AO Fock matrix).
+- :func:`to_scc_target` / :func:`from_scc`: the self-consistent-charge model's target F − H_es(q_ref)
+  and the self-consistent H_ML + H_es(q) of a prediction (:mod:`mlhcalc.hamiltonian.electrostatics`).
 
 Observables use the overlap and dipole integrals at the structure's positions (PySCF), the
 dipole origin of the labels (``atoms.info['dipole_origin']``, else
@@ -58,6 +60,8 @@ __all__ = [
     "truncate_to_cutoff",
     "to_lowdin",
     "from_lowdin",
+    "to_scc_target",
+    "from_scc",
     "normal_equations",
     "add_normal_equations",
     "solve",
@@ -204,6 +208,30 @@ def from_lowdin(ref: Reference, fock_lowdin: np.ndarray) -> np.ndarray:
     """Inverse of :func:`to_lowdin`: S^1/2 F_L S^1/2 (raw AO basis)."""
     root = overlap_power(ref.overlap, 0.5)
     return root @ fock_lowdin @ root
+
+
+def _scc_pieces(ref: Reference):
+    from mlhcalc.hamiltonian.electrostatics import gamma_matrix
+
+    return gamma_matrix(ref.numbers, ref.positions)
+
+
+def to_scc_target(ref: Reference, fock: np.ndarray) -> np.ndarray:
+    """F − H_es(q_F): what the learned part of a self-consistent-charge model is fitted to (q_F: the
+    Mulliken charges of F's own aufbau density)."""
+    from mlhcalc.hamiltonian.electrostatics import mulliken_charges, scc_term
+
+    charges = mulliken_charges(fock, ref.overlap, ref.nocc, ref.ao_atom, ref.numbers)
+    return fock - scc_term(charges, _scc_pieces(ref), ref.overlap, ref.ao_atom)
+
+
+def from_scc(ref: Reference, h_model: np.ndarray) -> np.ndarray:
+    """The self-consistent H = H_ML + H_es(q(H)) of a predicted H_ML (inverse of :func:`to_scc_target`
+    at the fixed point)."""
+    from mlhcalc.hamiltonian.electrostatics import solve_scc
+
+    hamiltonian, _, _ = solve_scc(h_model, ref.overlap, _scc_pieces(ref), ref.ao_atom, ref.numbers, ref.nocc)
+    return hamiltonian
 
 
 def truncate_to_cutoff(ref: Reference, fock: np.ndarray, cutoff_bohr: float) -> np.ndarray:

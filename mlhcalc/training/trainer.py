@@ -378,7 +378,13 @@ def _with_gates(model):
     from mlhcalc.model import HamiltonianModel
 
     block = model.block_model
-    gated = BlockModel(block.features.hypers, block.basis, gated=True, representation=block.representation)
+    gated = BlockModel(
+        block.features.hypers,
+        block.basis,
+        gated=True,
+        representation=block.representation,
+        electrostatics=block.electrostatics,
+    )
     missing, unexpected = gated.load_state_dict(block.state_dict(), strict=False)
     if unexpected or any(not name.startswith("gates.") for name in missing):
         raise ConfigError(f"model.init cannot take gates (unexpected {unexpected}, missing {missing})")
