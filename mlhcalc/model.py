@@ -29,6 +29,7 @@ from mlhcalc.structure import validate_atoms
 __all__ = ["HamiltonianModel", "Prediction", "ModelFileError", "hash_files", "MODEL_FORMAT"]
 
 MODEL_FORMAT = 1
+SCC_TOLERANCE = 1e-10  # e: self-consistent charges at prediction time (cheap with Anderson mixing)
 WEIGHTS_FILE = "weights.pt"
 METADATA_FILE = "model.json"
 
@@ -126,7 +127,8 @@ class HamiltonianModel(torch.nn.Module):
     def predict(self, atoms: Atoms, *, positions_requires_grad: bool = False, charge: int | None = None) -> Prediction:
         """Model Hamiltonian of one structure (call :meth:`check` first for friendly errors;
         ``charge``: total charge, default from :func:`mlhcalc.structure.validate_atoms`)."""
-        if self.post_processed and (positions_requires_grad or self.periodic):
+        lowdin = self.block_model.representation != "ao"
+        if self.post_processed and (self.periodic or (lowdin and positions_requires_grad)):
             raise ValueError(
                 "this model predicts a Löwdin-basis Hamiltonian or adds self-consistent charges outside the network "
                 "(experiments, docs/training.md and docs/direct_fit.md): position derivatives and periodic cells are "
@@ -137,9 +139,32 @@ class HamiltonianModel(torch.nn.Module):
         translations = np.asarray(layout.translations) if self.periodic else None
         if not self.periodic and hamiltonian.dim() == 3:
             hamiltonian = hamiltonian[0]
-        if self.post_processed:
+        if self.post_processed and positions_requires_grad:  # self-consistent charges, differentiable
+            hamiltonian = self._scc_differentiable(atoms, hamiltonian, system.positions, charge)
+        elif self.post_processed:
             hamiltonian = torch.from_numpy(self.finish(atoms, hamiltonian.detach().numpy(), charge))
         return Prediction(hamiltonian=hamiltonian, translations=translations, positions_bohr=system.positions)
+
+    def _scc_differentiable(self, atoms: Atoms, h_model: torch.Tensor, positions: torch.Tensor, charge) -> torch.Tensor:
+        """H_ML + H_es(q*) as a function of the positions: S(R) and γ(R) carry their derivatives and q*
+        its implicit-function one (:func:`mlhcalc.hamiltonian.electrostatics.scc_hamiltonian`)."""
+        from mlhcalc.hamiltonian.electrostatics import (
+            ao_atom_map,
+            gamma_torch,
+            overlap_of_positions,
+            scc_hamiltonian,
+        )
+        from mlhcalc.structure import to_mole
+
+        mol = to_mole(atoms, self.basis, charge)
+        ao_atom = ao_atom_map(mol)
+        numbers = atoms.get_atomic_numbers()
+        overlap = overlap_of_positions(positions, mol)
+        gamma = gamma_torch(numbers, positions)
+        hamiltonian, _ = scc_hamiltonian(
+            h_model, overlap, gamma, ao_atom, numbers, mol.nelectron // 2, tolerance=SCC_TOLERANCE
+        )
+        return hamiltonian
 
     def finish(self, atoms: Atoms, hamiltonian: np.ndarray, charge: int | None = None) -> np.ndarray:
         """The block model's output for a molecule → the AO Hamiltonian every consumer expects:
@@ -155,14 +180,13 @@ class HamiltonianModel(torch.nn.Module):
             root = overlap_power(overlap, 0.5)
             hamiltonian = root @ hamiltonian @ root
         if self.block_model.electrostatics == "scc":
-            from mlhcalc.hamiltonian.electrostatics import gamma_matrix, solve_scc
+            from mlhcalc.hamiltonian.electrostatics import ao_atom_map, gamma_matrix, solve_scc
 
             numbers = atoms.get_atomic_numbers()
-            ao_atom = np.concatenate(
-                [np.full(stop - start, a) for a, (_, _, start, stop) in enumerate(mol.aoslice_by_atom())]
-            )
             gamma = gamma_matrix(numbers, positions_bohr(atoms))
-            hamiltonian, _, _ = solve_scc(hamiltonian, overlap, gamma, ao_atom, numbers, mol.nelectron // 2)
+            hamiltonian, _, _ = solve_scc(
+                hamiltonian, overlap, gamma, ao_atom_map(mol), numbers, mol.nelectron // 2, tolerance=SCC_TOLERANCE
+            )
         return hamiltonian
 
     def forward(self, atoms: Atoms) -> torch.Tensor:

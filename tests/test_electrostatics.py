@@ -134,7 +134,8 @@ def test_scc_recovers_the_reference_from_its_learned_part():
 def test_scc_model_fits_saves_and_predicts_self_consistently(tmp_path):
     """A direct fit with electrostatics='scc' on rattled water: held-out errors within the plain
     fit's bounds, a saved/loaded model that keeps the option, and a predicted H whose electrostatic
-    term is that of its own Mulliken charges; the calculator returns the same levels."""
+    term is that of its own Mulliken charges; the calculator returns the same levels, and its Born
+    charges and dα/dR equal central differences."""
     from mlhcalc.calculator import MLHamiltonian
     from mlhcalc.model import HamiltonianModel
     from mlhcalc.training.direct import (
@@ -174,8 +175,26 @@ def test_scc_model_fits_saves_and_predicts_self_consistently(tmp_path):
     calc_atoms.calc = MLHamiltonian(model=str(tmp_path / "scc"))
     levels = np.sort(np.ravel(calc_atoms.calc.get_property("eigenvalues", calc_atoms)))  # eV
     np.testing.assert_allclose(levels, scipy.linalg.eigvalsh(hamiltonian, ref.overlap) * units.Hartree, atol=1e-6)
-    with pytest.raises(ValueError, match="position derivatives"):
-        loaded.predict(atoms, positions_requires_grad=True)
+
+    # position derivatives through the self-consistent charges (S(R), γ(R), implicit q*), against
+    # central differences of the calculator's own dipole and α (SCC solved to 1e-10 e)
+    born = calc_atoms.calc.get_born_effective_charges(calc_atoms)
+    d_alpha = calc_atoms.calc.get_polarizability_derivatives(calc_atoms)
+    step, probe, numeric = 1e-4, calc_atoms.copy(), np.zeros_like(born)
+    numeric_alpha = np.zeros_like(d_alpha)
+    probe.calc = MLHamiltonian(model=str(tmp_path / "scc"))
+    for a in range(len(probe)):
+        for j in range(3):
+            values = []
+            for sign in (1, -1):
+                probe.positions[a, j] = calc_atoms.positions[a, j] + sign * step
+                values.append((probe.get_dipole_moment(), probe.calc.get_polarizability(probe)))
+            probe.positions[a, j] = calc_atoms.positions[a, j]
+            numeric[a, :, j] = (values[0][0] - values[1][0]) / (2 * step)
+            numeric_alpha[a, :, :, j] = (values[0][1] - values[1][1]) / (2 * step)
+    np.testing.assert_allclose(born, numeric, atol=1e-5)
+    np.testing.assert_allclose(d_alpha, numeric_alpha, atol=1e-5)
+    np.testing.assert_allclose(born.sum(axis=0), np.zeros((3, 3)), atol=1e-8)  # acoustic sum rule
 
 
 def _finite_difference(function, h, direction, step=1e-5):
@@ -232,3 +251,37 @@ def test_scc_hamiltonian_gradient_is_the_self_consistent_one():
     # the charge response matters: without it (charges frozen) the derivative is different
     frozen = float((weights * direction).sum())
     assert abs(frozen - numeric) > 1e-3 * abs(numeric)
+
+
+def test_overlap_and_density_derivatives_with_respect_to_the_overlap_and_positions():
+    """dS/dR from <∇μ|ν> and the S-dependence of the aufbau density, against central differences."""
+    from mlhcalc.hamiltonian.electrostatics import aufbau_density, overlap_of_positions
+    from mlhcalc.structure import positions_bohr, to_mole
+
+    atoms = molecule("H2CO")
+    atoms.positions += np.random.default_rng(3).normal(scale=0.05, size=atoms.positions.shape)
+    rng = np.random.default_rng(4)
+    mol = to_mole(atoms)
+    weights = torch.from_numpy(rng.normal(size=(mol.nao_nr(),) * 2))
+    positions = torch.from_numpy(positions_bohr(atoms)).requires_grad_(True)
+    (overlap_of_positions(positions, mol) * weights).sum().backward()
+    shift = rng.normal(size=positions.shape)
+    numeric = []
+    for sign in (1, -1):
+        moved = mol.set_geom_(positions.detach().numpy() + sign * 1e-5 * shift, unit="Bohr", inplace=False)
+        numeric.append(float((torch.from_numpy(moved.intor("int1e_ovlp")) * weights).sum()))
+    assert float((positions.grad * torch.from_numpy(shift)).sum()) == pytest.approx(
+        (numeric[0] - numeric[1]) / 2e-5, rel=1e-7
+    )
+
+    ref, _ = _pieces(_hf_sto3g(molecule("CH4")))
+    direction = rng.normal(size=ref.overlap.shape)
+    direction = torch.from_numpy(0.01 * (direction + direction.T))
+    overlap = torch.from_numpy(ref.overlap).requires_grad_(True)
+    (aufbau_density(torch.from_numpy(ref.fock), overlap, ref.nocc) * weights[:9, :9]).sum().backward()
+
+    def loss(s):
+        return float((aufbau_density(torch.from_numpy(ref.fock), s, ref.nocc) * weights[:9, :9]).sum())
+
+    numeric = _finite_difference(loss, torch.from_numpy(ref.overlap), direction, step=1e-4)
+    assert float((overlap.grad * direction).sum()) == pytest.approx(numeric, rel=1e-6)

@@ -24,6 +24,7 @@ import torch
 
 __all__ = [
     "HUBBARD_U",
+    "ao_atom_map",
     "ELECTROSTATICS",
     "SCCNotConverged",
     "gamma_matrix",
@@ -32,6 +33,8 @@ __all__ = [
     "solve_scc",
     "aufbau_density",
     "scc_hamiltonian",
+    "overlap_of_positions",
+    "gamma_torch",
 ]
 
 ELECTROSTATICS = ("none", "scc")
@@ -52,6 +55,11 @@ def hubbard(numbers) -> np.ndarray:
             f"(known: {sorted(HUBBARD_U)}): use a model with electrostatics='none' for these elements"
         )
     return np.array([HUBBARD_U[int(z)] for z in numbers], dtype=float)
+
+
+def ao_atom_map(mol) -> np.ndarray:
+    """Atom index of every AO of a PySCF molecule."""
+    return np.concatenate([np.full(stop - start, a) for a, (_, _, start, stop) in enumerate(mol.aoslice_by_atom())])
 
 
 def gamma_matrix(numbers, positions_bohr) -> np.ndarray:
@@ -143,26 +151,70 @@ def solve_scc(
 
 # ------------------------------------------------------------------------------ differentiable
 class _AufbauDensity(torch.autograd.Function):
-    """P = 2 C_occ C_occᵀ of the symmetric part of H (generalised eigenproblem with a fixed S). The
-    backward pass uses only occupied–virtual pairs, dP = 2 Σ_ia (C_a C_iᵀ + C_i C_aᵀ) (C_aᵀ dH C_i)/(ε_i − ε_a),
-    so degenerate occupied (or virtual) levels are harmless; a zero HOMO–LUMO gap is not."""
+    """P = 2 C_occ C_occᵀ of the symmetric part of H for the generalised eigenproblem H C = S C ε.
+
+    Backward (first-order perturbation theory, C ᵀS C = 1): for occupied i and virtual a,
+    dP = 2 Σ_ia (C_a C_iᵀ + C_i C_aᵀ) C_aᵀ (dH − ε_i dS) C_i / (ε_i − ε_a) − ½ P dS P. Only
+    occupied–virtual denominators appear, so degenerate occupied (or virtual) levels are harmless; a
+    zero HOMO–LUMO gap is not."""
 
     @staticmethod
     def forward(ctx, hamiltonian, overlap, nocc):
         h = hamiltonian.detach().numpy()
-        energies, coefficients = scipy.linalg.eigh(0.5 * (h + h.T), overlap.numpy())
+        energies, coefficients = scipy.linalg.eigh(0.5 * (h + h.T), overlap.detach().numpy())
         occupied, virtual = coefficients[:, :nocc], coefficients[:, nocc:]
-        ctx.saved = (occupied, virtual, energies[:nocc], energies[nocc:])
-        return torch.from_numpy(2.0 * occupied @ occupied.T)
+        density = 2.0 * occupied @ occupied.T
+        ctx.saved = (occupied, virtual, energies[:nocc], energies[nocc:], density)
+        return torch.from_numpy(density)
 
     @staticmethod
     def backward(ctx, grad):
-        occupied, virtual, e_occ, e_virt = ctx.saved
+        occupied, virtual, e_occ, e_virt, density = ctx.saved
         g = grad.numpy()
         g = 0.5 * (g + g.T)
         weights = (virtual.T @ g @ occupied) / (e_occ[None, :] - e_virt[:, None])
         m = virtual @ weights @ occupied.T
-        return torch.from_numpy(2.0 * (m + m.T)), None, None
+        grad_h = torch.from_numpy(2.0 * (m + m.T))
+        grad_s = None
+        if ctx.needs_input_grad[1]:
+            m_e = virtual @ (weights * e_occ[None, :]) @ occupied.T
+            grad_s = torch.from_numpy(-2.0 * (m_e + m_e.T) - 0.5 * density @ g @ density)
+        return grad_h, grad_s, None
+
+
+class _Overlap(torch.autograd.Function):
+    """S(R) of a PySCF molecule as a function of the atom positions (bohr), with dS/dR from the
+    integrals <∇μ|ν> (``int1e_ipovlp``): dS_μν/dR_A = −<∇μ|ν>[μ ∈ A] − <∇ν|μ>[ν ∈ A]."""
+
+    @staticmethod
+    def forward(ctx, positions, mol):
+        ctx.mol = mol
+        return torch.from_numpy(mol.intor("int1e_ovlp"))
+
+    @staticmethod
+    def backward(ctx, grad):
+        mol = ctx.mol
+        g = grad.numpy()
+        derivative = mol.intor("int1e_ipovlp")  # (3, nao, nao): <∇μ|ν>
+        per_ao = -np.einsum("kmn,mn->mk", derivative, g + g.T)
+        result = np.zeros((mol.natm, 3))
+        for atom, (_, _, start, stop) in enumerate(mol.aoslice_by_atom()):
+            result[atom] = per_ao[start:stop].sum(0)
+        return torch.from_numpy(result), None
+
+
+def overlap_of_positions(positions: torch.Tensor, mol) -> torch.Tensor:
+    """S of ``mol`` (built at ``positions``, bohr) differentiable with respect to ``positions``."""
+    return _Overlap.apply(positions, mol)
+
+
+def gamma_torch(numbers, positions: torch.Tensor) -> torch.Tensor:
+    """:func:`gamma_matrix` in torch, differentiable with respect to ``positions`` (bohr)."""
+    u = torch.as_tensor(hubbard(numbers), dtype=torch.float64)
+    vectors = positions[:, None, :] - positions[None, :, :]
+    squared = (vectors**2).sum(-1)
+    width = 0.5 * (1.0 / u[:, None] + 1.0 / u[None, :])
+    return 1.0 / torch.sqrt(squared + width**2)
 
 
 def aufbau_density(hamiltonian: torch.Tensor, overlap: torch.Tensor, nocc: int) -> torch.Tensor:
@@ -180,33 +232,44 @@ def scc_hamiltonian(
     *,
     charges=None,
     strict: bool = True,
+    tolerance: float = 1e-8,
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """H_ML + H_es(q*) differentiable with respect to ``h_model`` [nao, nao] (torch).
+    """H_ML + H_es(q*) differentiable with respect to ``h_model`` [nao, nao] (torch), and also with
+    respect to ``overlap`` and ``gamma`` when they are tensors that require grad (position
+    derivatives: :func:`overlap_of_positions`, :func:`gamma_torch`).
 
     q* comes from :func:`solve_scc` (started from ``charges``; ``strict`` as there). Its derivative
     is the implicit-function one: with Q(q) the Mulliken charges of h_model + H_es(q) and J = ∂Q/∂q
     at q* (computed by autograd, n_atoms × n_atoms), the charges enter H as
     q* + (I − J)⁻¹ (Q(q*) − q*), whose value is q* (to the SCC tolerance) and whose derivative with
     respect to h_model is (I − J)⁻¹ ∂Q/∂h — exact, whatever mixing found q*. Returns (H, q*)."""
-    _, q_star, _ = solve_scc(
-        h_model.detach().numpy(), overlap, gamma, ao_atom, numbers, nocc, charges=charges, strict=strict
-    )
     s = torch.as_tensor(overlap, dtype=torch.float64)
     g = torch.as_tensor(gamma, dtype=torch.float64)
+    _, q_star, _ = solve_scc(
+        h_model.detach().numpy(),
+        s.detach().numpy(),
+        g.detach().numpy(),
+        ao_atom,
+        numbers,
+        nocc,
+        charges=charges,
+        strict=strict,
+        tolerance=tolerance,
+    )
     index = torch.as_tensor(np.asarray(ao_atom), dtype=torch.long)
     z = torch.as_tensor(np.asarray(numbers), dtype=torch.float64)
 
-    def term(q):
+    def term(q, s, g):
         potential = (g @ -q)[index]
         return 0.5 * s * (potential[:, None] + potential[None, :])
 
-    def mulliken(h, q):
-        population = (aufbau_density(h + term(q), s, nocc) * s).sum(1)
+    def mulliken(h, s, g, q):
+        population = (aufbau_density(h + term(q, s, g), s, nocc) * s).sum(1)
         return z - torch.zeros_like(z).index_add(0, index, population)
 
     fixed = torch.from_numpy(q_star)
-    frozen = h_model.detach()
-    jacobian = torch.autograd.functional.jacobian(lambda q: mulliken(frozen, q), fixed)
+    frozen = (h_model.detach(), s.detach(), g.detach())
+    jacobian = torch.autograd.functional.jacobian(lambda q: mulliken(*frozen, q), fixed)
     inverse = torch.linalg.inv(torch.eye(len(fixed), dtype=torch.float64) - jacobian)
-    q = fixed + inverse @ (mulliken(h_model, fixed) - fixed)
-    return h_model + term(q), q_star
+    q = fixed + inverse @ (mulliken(h_model, s, g, fixed) - fixed)
+    return h_model + term(q, s, g), q_star

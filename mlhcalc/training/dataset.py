@@ -135,6 +135,7 @@ def build_sample(
     :class:`~mlhcalc.features.EquivariantFeatures`). ``representation="lowdin"``: the model predicts
     H_L = S^-1/2 H S^-1/2, so the sample carries the integrals of that basis (overlap = identity,
     dipole integrals S^-1/2 r S^-1/2); levels, density and dipole are those of H = S^1/2 H_L S^1/2."""
+    from mlhcalc.hamiltonian.electrostatics import ao_atom_map
     from mlhcalc.qm.eigen import aufbau_occupations
     from mlhcalc.qm.integrals import nuclear_dipole
     from mlhcalc.structure import is_periodic, positions_bohr, to_mole
@@ -179,9 +180,7 @@ def build_sample(
         dipole=_optional(atoms, LARGE_KEYS["dipole"], 3),
         polarizability=_optional(atoms, LARGE_KEYS["polarizability"], (3, 3)),
         positions=positions,
-        ao_atom=np.concatenate(
-            [np.full(stop - start, a) for a, (_, _, start, stop) in enumerate(mol.aoslice_by_atom())]
-        ),
+        ao_atom=ao_atom_map(mol),
     )
 
 
