@@ -703,6 +703,13 @@ def test_minimal_targets_train_on_the_model_basis_labels_themselves(labels, tmp_
     model = HamiltonianModel.load(tmp_path / "run" / "model")
     assert model.metadata["level_of_theory"].startswith("HF/sto-3g targets (mo_energy, dipole)")
 
+    # without minimal-stage labels the error names them (and nothing is computed before it)
+    large_only = tmp_path / "large-only.d"
+    shutil.copytree(labels, large_only, ignore=shutil.ignore_patterns("*.minimal.h5"))
+    values = _config(large_only, tmp_path / "run-empty", data={"targets": "minimal"}, training={"max_epochs": 1})
+    with pytest.raises(ValueError, match="has minimal-stage labels"):
+        _trainer(values)
+
 
 def test_self_consistent_charge_model_trains_through_its_charges(labels, tmp_path):
     """A model with ``electrostatics="scc"`` (ridge start fitted to F − H_es(q_F)) as ``model.init``:

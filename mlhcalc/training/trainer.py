@@ -263,13 +263,18 @@ def load_training_data(config: Config, record: dict | None = None) -> TrainingDa
 
     train = select(data.train_split, data.max_train, "train", data.max_train_polarizability)
     val = select(data.val_split, data.max_val, "val", data.max_val_polarizability)
+    wanted = (
+        "minimal-stage labels (data.targets: minimal; label them with `mlhcalc label --stages minimal`)"
+        if data.targets == "minimal"
+        else "large-basis labels (mo_energy_large)"
+    )
     if not train:
         raise ValueError(
-            f"no structure of split {data.train_split!r} in {labels} has large-basis labels (mo_energy_large); "
+            f"no structure of split {data.train_split!r} in {labels} has {wanted}; "
             f"splits present: { {s: len(g) for s, g in labelled.items()} }"
         )
     if not val:
-        raise ValueError(f"no structure of split {data.val_split!r} in {labels} has large-basis labels")
+        raise ValueError(f"no structure of split {data.val_split!r} in {labels} has {wanted}")
     ridge = [a for a in by_split.get(data.train_split, []) if "fock_minimal" in a.info]
     if record is not None:
         ridge_ids = set(record["ridge"])
