@@ -28,7 +28,7 @@ from ase.calculators.polarizability import StaticPolarizabilityCalculator
 
 from mlhcalc import units
 from mlhcalc.model import HamiltonianModel
-from mlhcalc.structure import dipole_origin, lattice_bohr, positions_bohr, to_cell, to_mole
+from mlhcalc.structure import ao_atom_map, dipole_origin, lattice_bohr, positions_bohr, to_cell, to_mole
 
 __all__ = [
     "MLHamiltonian",
@@ -190,9 +190,7 @@ def _molecular_system(atoms: Atoms, basis: str, charge: int) -> _MolecularSystem
     origin = dipole_origin(atoms, charge)
     with mol.with_common_orig(origin):
         dipole_ints = mol.intor("int1e_r", comp=3)
-    ao_atom = np.zeros(mol.nao_nr(), dtype=int)
-    for atom, (_, _, ao0, ao1) in enumerate(mol.aoslice_by_atom()):
-        ao_atom[ao0:ao1] = atom
+    ao_atom = ao_atom_map(mol)
     return _MolecularSystem(
         overlap=mol.intor("int1e_ovlp"),
         dipole_ints=dipole_ints,
@@ -357,7 +355,7 @@ def _periodic_results(model: HamiltonianModel, atoms: Atoms, charge: int, hamilt
     occupied = coefficients[:, :, :n_occupied]
     density_k = 2.0 * np.einsum("kmi,kni->kmn", occupied, occupied.conj())
     populations = np.einsum("kmn,knm->m", density_k, np.asarray(overlap_k)).real / len(kfrac)
-    ao_atom = np.concatenate([np.full(ao1 - ao0, atom) for atom, (_, _, ao0, ao1) in enumerate(cell.aoslice_by_atom())])
+    ao_atom = ao_atom_map(cell)
     electrons_on_atom = np.bincount(ao_atom, weights=populations, minlength=len(atoms))
     results["charges"] = np.asarray(cell.atom_charges(), dtype=float) - electrons_on_atom
     return results

@@ -127,19 +127,20 @@ class HamiltonianModel(torch.nn.Module):
     def predict(self, atoms: Atoms, *, positions_requires_grad: bool = False, charge: int | None = None) -> Prediction:
         """Model Hamiltonian of one structure (call :meth:`check` first for friendly errors;
         ``charge``: total charge, default from :func:`mlhcalc.structure.validate_atoms`)."""
-        lowdin = self.block_model.representation != "ao"
-        if self.post_processed and (self.periodic or (lowdin and positions_requires_grad)):
+        scc = self.block_model.electrostatics == "scc"
+        if self.block_model.representation == "lowdin" and (positions_requires_grad or self.periodic):
             raise ValueError(
-                "this model predicts a Löwdin-basis Hamiltonian or adds self-consistent charges outside the network "
-                "(experiments, docs/training.md and docs/direct_fit.md): position derivatives and periodic cells are "
-                "not implemented for it; use a plain AO model (e.g. 'organic') for them"
+                "this model predicts the Löwdin-basis Hamiltonian (an experiment, docs/training.md): position "
+                "derivatives and periodic cells are not implemented for it; use an AO-representation model"
             )
+        if scc and self.periodic:
+            raise ValueError("self-consistent charges (electrostatics='scc') are implemented for molecules only")
         (system,) = systems_from_atoms([atoms], positions_requires_grad=positions_requires_grad)
         ((layout, hamiltonian),) = self.block_model([system])
         translations = np.asarray(layout.translations) if self.periodic else None
         if not self.periodic and hamiltonian.dim() == 3:
             hamiltonian = hamiltonian[0]
-        if self.post_processed and positions_requires_grad:  # self-consistent charges, differentiable
+        if scc and positions_requires_grad:  # the charges' position derivatives through S(R), γ(R), q*
             hamiltonian = self._scc_differentiable(atoms, hamiltonian, system.positions, charge)
         elif self.post_processed:
             hamiltonian = torch.from_numpy(self.finish(atoms, hamiltonian.detach().numpy(), charge))
@@ -148,13 +149,8 @@ class HamiltonianModel(torch.nn.Module):
     def _scc_differentiable(self, atoms: Atoms, h_model: torch.Tensor, positions: torch.Tensor, charge) -> torch.Tensor:
         """H_ML + H_es(q*) as a function of the positions: S(R) and γ(R) carry their derivatives and q*
         its implicit-function one (:func:`mlhcalc.hamiltonian.electrostatics.scc_hamiltonian`)."""
-        from mlhcalc.hamiltonian.electrostatics import (
-            ao_atom_map,
-            gamma_torch,
-            overlap_of_positions,
-            scc_hamiltonian,
-        )
-        from mlhcalc.structure import to_mole
+        from mlhcalc.hamiltonian.electrostatics import gamma_torch, overlap_of_positions, scc_hamiltonian
+        from mlhcalc.structure import ao_atom_map, to_mole
 
         mol = to_mole(atoms, self.basis, charge)
         ao_atom = ao_atom_map(mol)
@@ -172,7 +168,7 @@ class HamiltonianModel(torch.nn.Module):
         for an SCC model (:func:`mlhcalc.hamiltonian.electrostatics.solve_scc`), unchanged otherwise."""
         if not self.post_processed:
             return hamiltonian
-        from mlhcalc.structure import positions_bohr, to_mole
+        from mlhcalc.structure import ao_atom_map, positions_bohr, to_mole
 
         mol = to_mole(atoms, self.basis, charge)
         overlap = mol.intor("int1e_ovlp")
@@ -180,7 +176,7 @@ class HamiltonianModel(torch.nn.Module):
             root = overlap_power(overlap, 0.5)
             hamiltonian = root @ hamiltonian @ root
         if self.block_model.electrostatics == "scc":
-            from mlhcalc.hamiltonian.electrostatics import ao_atom_map, gamma_matrix, solve_scc
+            from mlhcalc.hamiltonian.electrostatics import gamma_matrix, solve_scc
 
             numbers = atoms.get_atomic_numbers()
             gamma = gamma_matrix(numbers, positions_bohr(atoms))

@@ -167,6 +167,14 @@ def _check_close_atoms(atoms: Atoms, min_distance: float) -> None:
         )
 
 
+def ao_atom_map(mol) -> np.ndarray:
+    """Atom index of every AO of a PySCF ``Mole`` or ``Cell`` (PySCF AO order)."""
+    ao_atom = np.zeros(mol.nao_nr(), dtype=np.int64)
+    for atom, (_, _, start, stop) in enumerate(mol.aoslice_by_atom()):
+        ao_atom[start:stop] = atom
+    return ao_atom
+
+
 def positions_bohr(atoms: Atoms) -> np.ndarray:
     return atoms.get_positions() / Bohr
 

@@ -24,7 +24,6 @@ import torch
 
 __all__ = [
     "HUBBARD_U",
-    "ao_atom_map",
     "ELECTROSTATICS",
     "SCCNotConverged",
     "gamma_matrix",
@@ -57,18 +56,9 @@ def hubbard(numbers) -> np.ndarray:
     return np.array([HUBBARD_U[int(z)] for z in numbers], dtype=float)
 
 
-def ao_atom_map(mol) -> np.ndarray:
-    """Atom index of every AO of a PySCF molecule."""
-    return np.concatenate([np.full(stop - start, a) for a, (_, _, start, stop) in enumerate(mol.aoslice_by_atom())])
-
-
 def gamma_matrix(numbers, positions_bohr) -> np.ndarray:
-    """Ohno–Klopman γ_AB (hartree per e²) of a molecule; diagonal U_A."""
-    u = hubbard(numbers)
-    positions = np.asarray(positions_bohr, dtype=float)
-    distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-    width = 0.5 * (1.0 / u[:, None] + 1.0 / u[None, :])
-    return 1.0 / np.sqrt(distances**2 + width**2)
+    """Ohno–Klopman γ_AB (hartree per e²) of a molecule; diagonal U_A (numpy; :func:`gamma_torch`)."""
+    return gamma_torch(numbers, torch.as_tensor(np.asarray(positions_bohr, dtype=float))).numpy()
 
 
 def mulliken_charges(hamiltonian, overlap, nocc: int, ao_atom, numbers) -> np.ndarray:
@@ -82,9 +72,10 @@ def mulliken_charges(hamiltonian, overlap, nocc: int, ao_atom, numbers) -> np.nd
     return charges
 
 
-def scc_term(charges, gamma, overlap, ao_atom) -> np.ndarray:
-    """H_es,μν = ½ S_μν (V_A + V_B) with V = γ (−q) (hartree)."""
-    potential = (gamma @ -np.asarray(charges, dtype=float))[np.asarray(ao_atom)]
+def scc_term(charges, gamma, overlap, ao_atom):
+    """H_es,μν = ½ S_μν (V_A + V_B) with V = γ (−q) (hartree); numpy arrays, or torch tensors (then
+    ``ao_atom`` a long tensor) for :func:`scc_hamiltonian`."""
+    potential = (gamma @ -charges)[ao_atom]
     return 0.5 * overlap * (potential[:, None] + potential[None, :])
 
 
@@ -111,7 +102,7 @@ def solve_scc(
     above ``tolerance`` (e) at the end: raises :class:`SCCNotConverged`, or with ``strict=False``
     returns the H and q of the smallest change seen (training uses this: a wild trial step of the
     optimiser must give a loss, not stop the run)."""
-    h_model = np.asarray(h_model, dtype=float)
+    h_model, ao_atom = np.asarray(h_model, dtype=float), np.asarray(ao_atom)
     q = np.zeros(len(numbers)) if charges is None else np.asarray(charges, dtype=float).copy()
     best = (np.inf, None, None)
     iteration = 0
@@ -259,12 +250,8 @@ def scc_hamiltonian(
     index = torch.as_tensor(np.asarray(ao_atom), dtype=torch.long)
     z = torch.as_tensor(np.asarray(numbers), dtype=torch.float64)
 
-    def term(q, s, g):
-        potential = (g @ -q)[index]
-        return 0.5 * s * (potential[:, None] + potential[None, :])
-
     def mulliken(h, s, g, q):
-        population = (aufbau_density(h + term(q, s, g), s, nocc) * s).sum(1)
+        population = (aufbau_density(h + scc_term(q, g, s, index), s, nocc) * s).sum(1)
         return z - torch.zeros_like(z).index_add(0, index, population)
 
     fixed = torch.from_numpy(q_star)
@@ -272,4 +259,4 @@ def scc_hamiltonian(
     jacobian = torch.autograd.functional.jacobian(lambda q: mulliken(*frozen, q), fixed)
     inverse = torch.linalg.inv(torch.eye(len(fixed), dtype=torch.float64) - jacobian)
     q = fixed + inverse @ (mulliken(h_model, s, g, fixed) - fixed)
-    return h_model + term(q, s, g), q_star
+    return h_model + scc_term(q, g, s, index), q_star

@@ -19,7 +19,7 @@ from ase import Atoms
 from pyscf.gto import mole as pyscf_mole
 from pyscf.gto.moleintor import getints
 
-from mlhcalc.structure import to_mole
+from mlhcalc.structure import ao_atom_map, to_mole
 
 __all__ = [
     "AOTemplate",
@@ -62,9 +62,7 @@ class AOTemplate:
 
 def template_from_mole(mol, masses: np.ndarray | None = None) -> AOTemplate:
     """Template from a built PySCF (or PySCFAD) ``Mole``; ``masses`` in amu default to PySCF's."""
-    ao_atom = np.zeros(mol.nao_nr(), dtype=np.int64)
-    for atom, (_, _, ao0, ao1) in enumerate(mol.aoslice_by_atom()):
-        ao_atom[ao0:ao1] = atom
+    ao_atom = ao_atom_map(mol)
     masses = mol.atom_mass_list(isotope_avg=True) if masses is None else np.asarray(masses, dtype=float)
     return AOTemplate(
         atm=np.array(mol._atm, dtype=np.int32),

@@ -135,10 +135,9 @@ def build_sample(
     :class:`~mlhcalc.features.EquivariantFeatures`). ``representation="lowdin"``: the model predicts
     H_L = S^-1/2 H S^-1/2, so the sample carries the integrals of that basis (overlap = identity,
     dipole integrals S^-1/2 r S^-1/2); levels, density and dipole are those of H = S^1/2 H_L S^1/2."""
-    from mlhcalc.hamiltonian.electrostatics import ao_atom_map
     from mlhcalc.qm.eigen import aufbau_occupations
     from mlhcalc.qm.integrals import nuclear_dipole
-    from mlhcalc.structure import is_periodic, positions_bohr, to_mole
+    from mlhcalc.structure import ao_atom_map, is_periodic, positions_bohr, to_mole
 
     name = name or str(atoms.info.get("name", atoms.get_chemical_formula()))
     if is_periodic(atoms):
@@ -378,7 +377,7 @@ def _with_scc(hamiltonian: torch.Tensor, samples: Sequence[Sample]) -> torch.Ten
 
     blocks, offset = [], 0
     for sample in samples:
-        if sample.ao_atom is None or sample.positions is None or sample.mo_occ is None:
+        if sample.ao_atom is None or sample.positions is None:
             raise ValueError(f"{sample.name}: the sample lacks positions/ao_atom for self-consistent charges")
         stop = offset + sample.nao
         full, sample.charges = scc_hamiltonian(

@@ -47,7 +47,7 @@ from ase import Atoms
 from mlhcalc.features import systems_from_atoms
 from mlhcalc.hamiltonian.blocks import reconstruct
 from mlhcalc.hamiltonian.model import BlockModel, _accumulate_normal_equations, model_layouts, overlap_power
-from mlhcalc.structure import dipole_origin, positions_bohr, to_mole
+from mlhcalc.structure import ao_atom_map, dipole_origin, positions_bohr, to_mole
 from mlhcalc.training import metrics
 
 __all__ = [
@@ -126,9 +126,6 @@ class Reference:
         origin = np.asarray(atoms.info.get("dipole_origin", dipole_origin(atoms)), dtype=float)
         with mol.with_common_orig(origin):
             dipole_ints = mol.intor("int1e_r")
-        ao_atom = np.zeros(mol.nao_nr(), dtype=int)
-        for atom, (_, _, ao0, ao1) in enumerate(mol.aoslice_by_atom()):
-            ao_atom[ao0:ao1] = atom
         if mol.nelectron % 2:
             raise ValueError("closed shells only")
         info = atoms.info
@@ -143,7 +140,7 @@ class Reference:
             origin=origin,
             overlap=mol.intor("int1e_ovlp"),
             dipole_ints=dipole_ints,
-            ao_atom=ao_atom,
+            ao_atom=ao_atom_map(mol),
             nocc=mol.nelectron // 2,
             fock=label("fock"),
             mo_energy=label("mo_energy"),
@@ -210,27 +207,22 @@ def from_lowdin(ref: Reference, fock_lowdin: np.ndarray) -> np.ndarray:
     return root @ fock_lowdin @ root
 
 
-def _scc_pieces(ref: Reference):
-    from mlhcalc.hamiltonian.electrostatics import gamma_matrix
-
-    return gamma_matrix(ref.numbers, ref.positions)
-
-
 def to_scc_target(ref: Reference, fock: np.ndarray) -> np.ndarray:
     """F − H_es(q_F): what the learned part of a self-consistent-charge model is fitted to (q_F: the
     Mulliken charges of F's own aufbau density)."""
-    from mlhcalc.hamiltonian.electrostatics import mulliken_charges, scc_term
+    from mlhcalc.hamiltonian.electrostatics import gamma_matrix, mulliken_charges, scc_term
 
     charges = mulliken_charges(fock, ref.overlap, ref.nocc, ref.ao_atom, ref.numbers)
-    return fock - scc_term(charges, _scc_pieces(ref), ref.overlap, ref.ao_atom)
+    return fock - scc_term(charges, gamma_matrix(ref.numbers, ref.positions), ref.overlap, ref.ao_atom)
 
 
 def from_scc(ref: Reference, h_model: np.ndarray) -> np.ndarray:
     """The self-consistent H = H_ML + H_es(q(H)) of a predicted H_ML (inverse of :func:`to_scc_target`
     at the fixed point)."""
-    from mlhcalc.hamiltonian.electrostatics import solve_scc
+    from mlhcalc.hamiltonian.electrostatics import gamma_matrix, solve_scc
 
-    hamiltonian, _, _ = solve_scc(h_model, ref.overlap, _scc_pieces(ref), ref.ao_atom, ref.numbers, ref.nocc)
+    gamma = gamma_matrix(ref.numbers, ref.positions)
+    hamiltonian, _, _ = solve_scc(h_model, ref.overlap, gamma, ref.ao_atom, ref.numbers, ref.nocc)
     return hamiltonian
 
 
