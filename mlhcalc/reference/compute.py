@@ -22,6 +22,7 @@ import numpy as np
 import scipy.linalg
 from ase import Atoms
 
+from mlhcalc.reference import cpks
 from mlhcalc.reference.levels import XC_GRIDS, MoleculeLevel, SiliconLevel
 from mlhcalc.structure import dipole_origin, to_cell, to_mole
 
@@ -85,11 +86,22 @@ def _grid_attrs(mf) -> dict:
 
 
 def _cpks(mf, level: MoleculeLevel) -> np.ndarray:
-    polobj = _polarizability_class()(mf)
-    polobj.conv_tol = level.cphf_conv_tol
-    polobj.max_cycle_cphf = level.cphf_max_cycle
-    alpha = np.asarray(polobj.polarizability(), dtype=np.float64)
+    """``Polarizability(mf).polarizability()``; evaluated by :mod:`mlhcalc.reference.cpks` where it applies."""
+    if cpks.supported(mf):
+        alpha = cpks.polarizability(mf, conv_tol=level.cphf_conv_tol, max_cycle=level.cphf_max_cycle)
+    else:
+        polobj = _polarizability_class()(mf)
+        polobj.conv_tol = level.cphf_conv_tol
+        polobj.max_cycle_cphf = level.cphf_max_cycle
+        alpha = polobj.polarizability()
+    alpha = np.asarray(alpha, dtype=np.float64)
     return 0.5 * (alpha + alpha.T)  # symmetric up to the CPKS tolerance; store the symmetric part
+
+
+def _cpks_implementation(mf) -> str:
+    if cpks.supported(mf):
+        return "mlhcalc.reference.cpks (occupied-virtual factorised evaluation, same solver and definition)"
+    return "pyscf.prop.polarizability.rks.Polarizability"
 
 
 def _dipole(mf, atoms: Atoms, charge: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,13 +159,14 @@ def molecule_minimal(
     if polarizability:
         start = time.perf_counter()
         datasets["polarizability"] = (_cpks(mf, level), POLARIZABILITY)
-        attrs.update(_cpks_attrs(level), polarizability_wall_time=time.perf_counter() - start)
+        attrs.update(_cpks_attrs(mf, level), polarizability_wall_time=time.perf_counter() - start)
     return datasets, attrs
 
 
-def _cpks_attrs(level: MoleculeLevel) -> dict:
+def _cpks_attrs(mf, level: MoleculeLevel) -> dict:
     return {
         "polarizability_method": "CPKS, pyscf.prop.polarizability.rks.Polarizability(mf).polarizability()",
+        "polarizability_implementation": _cpks_implementation(mf),
         "cphf_conv_tol": level.cphf_conv_tol,
         "cphf_max_cycle": level.cphf_max_cycle,
     }
@@ -208,7 +221,7 @@ def _large_labels(mol, mf, atoms: Atoms, charge: int, attrs: dict) -> tuple[Data
 def _large_polarizability_from(mf, attrs: dict, level: MoleculeLevel) -> tuple[Datasets, dict]:
     start = time.perf_counter()
     alpha = _cpks(mf, level)
-    attrs = {**attrs, **_cpks_attrs(level), "polarizability_wall_time": time.perf_counter() - start}
+    attrs = {**attrs, **_cpks_attrs(mf, level), "polarizability_wall_time": time.perf_counter() - start}
     return {"polarizability": (alpha, POLARIZABILITY)}, attrs
 
 
