@@ -326,6 +326,11 @@ def main(argv=None):
     parser.add_argument("--search", action="store_true", help="run the hyper-parameter search on val first")
     parser.add_argument("--learning-curve", action="store_true", help="also fit 1/8, 1/4, 1/2 of train (per-head reg.)")
     parser.add_argument("--configs", default=",".join(SEARCHED), help="comma-separated names of SEARCH to try")
+    parser.add_argument(
+        "--config",
+        default=CHOSEN["name"],
+        help=f"hyper set (a name of SEARCH) for the fit without --search (default {CHOSEN['name']}, the chosen one)",
+    )
     parser.add_argument("--penalties", default="mean", help="comma-separated ridge penalties to try: mean, diagonal")
     parser.add_argument(
         "--lowdin-experiment",
@@ -379,6 +384,10 @@ def main(argv=None):
     )
 
     chosen = dict(CHOSEN)
+    if args.config != CHOSEN["name"]:
+        if args.config not in SEARCH:
+            raise SystemExit(f"--config {args.config!r} is not one of {', '.join(SEARCH)}")
+        chosen.update(name=args.config, hypers=SEARCH[args.config])
     target = "scc" if args.electrostatics == "scc" else "ao"
     if args.electrostatics == "scc":
         chosen["name"] += "+scc"
@@ -407,6 +416,7 @@ def main(argv=None):
         model, record, _ = fit(
             data, hypers, (chosen["penalty"],), (chosen["strategy"],), target=target, curve=args.learning_curve
         )
+
     def predicted(split):  # AO Fock matrices of the chosen model
         return data.to_ao(split, direct.predict_focks(model.block_model, data.splits[split]), target)
 
