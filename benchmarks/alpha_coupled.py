@@ -17,44 +17,35 @@ import argparse
 import warnings
 
 import numpy as np
-import scipy.linalg
 import torch
 
-from mlhcalc.features import systems_from_atoms
 from mlhcalc.hamiltonian.electrostatics import gamma_matrix, solve_scc
 from mlhcalc.model import HamiltonianModel
 from mlhcalc.reference import read
 from mlhcalc.registry import find_model
-from mlhcalc.structure import ao_atom_map, positions_bohr, to_mole
+from mlhcalc.training import direct
 
 FIELD = 1e-4  # a.u.
 
 
 def polarizabilities(model, atoms) -> tuple[np.ndarray, np.ndarray]:
     """(frozen-charge α, charge-coupled α), (3, 3) a.u., by central differences of the dipole."""
-    mol = to_mole(atoms, model.basis, 0)
-    (system,) = systems_from_atoms([atoms])
-    with torch.no_grad():
-        ((_, h_model),) = model.block_model([system])
-    h_model = h_model.numpy()
-    h_model = h_model[0] if h_model.ndim == 3 else h_model
-    overlap, dipole_ints, nocc = mol.intor("int1e_ovlp"), mol.intor("int1e_r"), mol.nelectron // 2
-    numbers = atoms.get_atomic_numbers()
-    scc = (gamma_matrix(numbers, positions_bohr(atoms)), ao_atom_map(mol), numbers, nocc)
-    h_final, charges, _ = solve_scc(h_model, overlap, *scc, tolerance=1e-11)
+    ref = direct.Reference.from_atoms(atoms, model.basis)
+    (h_model,) = direct.predict_focks(model.block_model, [atoms])
+    scc = (gamma_matrix(ref.numbers, ref.positions), ref.ao_atom, ref.numbers, ref.nocc)
+    h_final, charges, _ = solve_scc(h_model, ref.overlap, *scc, tolerance=1e-11)
 
-    def electronic_dipole(hamiltonian):
-        _, coeff = scipy.linalg.eigh(hamiltonian, overlap)
-        return -2 * np.einsum("xij,ia,ja->x", dipole_ints, coeff[:, :nocc], coeff[:, :nocc])
+    def dipole(hamiltonian):
+        return direct.fock_observables(ref, hamiltonian)["dipole"]
 
     frozen, coupled = np.zeros((3, 3)), np.zeros((3, 3))
     for j in range(3):
-        field = FIELD * dipole_ints[j]  # electron energy in a uniform field E along j: +E r_j
+        field = FIELD * ref.dipole_ints[j]  # electron energy in a uniform field E along j: +E r_j
         coupled_h = [
-            solve_scc(h_model + s * field, overlap, *scc, charges=charges, tolerance=1e-11)[0] for s in (1, -1)
+            solve_scc(h_model + s * field, ref.overlap, *scc, charges=charges, tolerance=1e-11)[0] for s in (1, -1)
         ]
-        frozen[:, j] = (electronic_dipole(h_final + field) - electronic_dipole(h_final - field)) / (2 * FIELD)
-        coupled[:, j] = (electronic_dipole(coupled_h[0]) - electronic_dipole(coupled_h[1])) / (2 * FIELD)
+        frozen[:, j] = (dipole(h_final + field) - dipole(h_final - field)) / (2 * FIELD)
+        coupled[:, j] = (dipole(coupled_h[0]) - dipole(coupled_h[1])) / (2 * FIELD)
     return frozen, coupled
 
 

@@ -38,7 +38,9 @@ def main() -> None:
     print("| molecule | atoms | AOs | grid | SCF s | pyscf CPKS s | mlhcalc CPKS s | speed-up | max abs Δα a.u. |")
     print("|---|---|---|---|---|---|---|---|---|")
     for n_heavy in (int(x) for x in args.heavy.split(",")):
-        atoms = next(a for a in structures if a.info["n_heavy"] == n_heavy)
+        atoms = next((a for a in structures if a.info["n_heavy"] == n_heavy), None)
+        if atoms is None:
+            raise SystemExit(f"--heavy: no qm7like molecule has {n_heavy} heavy atoms (the set has 1 to 6)")
         mol = to_mole(atoms, level.basis_large, 0)
         mf = dft.RKS(mol, xc=level.xc).density_fit(auxbasis=level.auxbasis_large)
         mf.conv_tol, mf.verbose = level.conv_tol_large, 0

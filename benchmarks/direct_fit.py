@@ -354,6 +354,8 @@ def main(argv=None):
         "--basis", default="sto-3g", help="model basis; the labels' minimal stage must be in it (--basis-minimal)"
     )
     args = parser.parse_args(argv)
+    if args.search and args.config != CHOSEN["name"]:
+        raise SystemExit("--config picks the hypers of a fit without --search; --search chooses them itself")
     if args.search and (args.electrostatics != "none" or args.long_range_widths):
         raise SystemExit("--search scans the plain AO fit: give --electrostatics/--long-range-widths without it")
     command = "OMP_NUM_THREADS=1 python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])

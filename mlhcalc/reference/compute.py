@@ -85,23 +85,28 @@ def _grid_attrs(mf) -> dict:
     }
 
 
-def _cpks(mf, level: MoleculeLevel) -> np.ndarray:
-    """``Polarizability(mf).polarizability()``; evaluated by :mod:`mlhcalc.reference.cpks` where it applies."""
+def _cpks(mf, level: MoleculeLevel) -> tuple[np.ndarray, dict]:
+    """``Polarizability(mf).polarizability()`` (symmetrised) and the attributes stored with it; evaluated
+    by :mod:`mlhcalc.reference.cpks` where that applies, by pyscf-properties elsewhere."""
+    start = time.perf_counter()
     if cpks.supported(mf):
         alpha = cpks.polarizability(mf, conv_tol=level.cphf_conv_tol, max_cycle=level.cphf_max_cycle)
+        implementation = "mlhcalc.reference.cpks (occupied-virtual factorised evaluation, same solver and definition)"
     else:
         polobj = _polarizability_class()(mf)
         polobj.conv_tol = level.cphf_conv_tol
         polobj.max_cycle_cphf = level.cphf_max_cycle
         alpha = polobj.polarizability()
+        implementation = "pyscf.prop.polarizability.rks.Polarizability"
     alpha = np.asarray(alpha, dtype=np.float64)
-    return 0.5 * (alpha + alpha.T)  # symmetric up to the CPKS tolerance; store the symmetric part
-
-
-def _cpks_implementation(mf) -> str:
-    if cpks.supported(mf):
-        return "mlhcalc.reference.cpks (occupied-virtual factorised evaluation, same solver and definition)"
-    return "pyscf.prop.polarizability.rks.Polarizability"
+    attrs = {
+        "polarizability_method": "CPKS, pyscf.prop.polarizability.rks.Polarizability(mf).polarizability()",
+        "polarizability_implementation": implementation,
+        "cphf_conv_tol": level.cphf_conv_tol,
+        "cphf_max_cycle": level.cphf_max_cycle,
+        "polarizability_wall_time": time.perf_counter() - start,
+    }
+    return 0.5 * (alpha + alpha.T), attrs  # symmetric up to the CPKS tolerance; store the symmetric part
 
 
 def _dipole(mf, atoms: Atoms, charge: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,19 +162,10 @@ def molecule_minimal(
         **_grid_attrs(mf),
     }
     if polarizability:
-        start = time.perf_counter()
-        datasets["polarizability"] = (_cpks(mf, level), POLARIZABILITY)
-        attrs.update(_cpks_attrs(mf, level), polarizability_wall_time=time.perf_counter() - start)
+        alpha, alpha_attrs = _cpks(mf, level)
+        datasets["polarizability"] = (alpha, POLARIZABILITY)
+        attrs.update(alpha_attrs)
     return datasets, attrs
-
-
-def _cpks_attrs(mf, level: MoleculeLevel) -> dict:
-    return {
-        "polarizability_method": "CPKS, pyscf.prop.polarizability.rks.Polarizability(mf).polarizability()",
-        "polarizability_implementation": _cpks_implementation(mf),
-        "cphf_conv_tol": level.cphf_conv_tol,
-        "cphf_max_cycle": level.cphf_max_cycle,
-    }
 
 
 def _large_scf(atoms: Atoms, charge: int, level: MoleculeLevel, basis: str | None):
@@ -219,10 +215,8 @@ def _large_labels(mol, mf, atoms: Atoms, charge: int, attrs: dict) -> tuple[Data
 
 
 def _large_polarizability_from(mf, attrs: dict, level: MoleculeLevel) -> tuple[Datasets, dict]:
-    start = time.perf_counter()
-    alpha = _cpks(mf, level)
-    attrs = {**attrs, **_cpks_attrs(mf, level), "polarizability_wall_time": time.perf_counter() - start}
-    return {"polarizability": (alpha, POLARIZABILITY)}, attrs
+    alpha, alpha_attrs = _cpks(mf, level)
+    return {"polarizability": (alpha, POLARIZABILITY)}, {**attrs, **alpha_attrs}
 
 
 def molecule_large_polarizability(

@@ -80,7 +80,7 @@ def polarizability(mf, conv_tol: float = 1e-9, max_cycle: int = 20) -> np.ndarra
     Same definition, perturbation and solver as ``Polarizability(mf).polarizability()`` with
     ``conv_tol`` and ``max_cycle_cphf`` set; see the module docstring for how it is evaluated.
     """
-    from pyscf import lib
+    from pyscf import dft, lib
     from pyscf.scf import cphf
 
     if not supported(mf):
@@ -99,8 +99,6 @@ def polarizability(mf, conv_tol: float = 1e-9, max_cycle: int = 20) -> np.ndarra
     h1 = lib.einsum("xpq,pi,qj->xij", int_r, mo_coeff, mo_coeff[:, occ])
     s1 = np.zeros_like(h1)
 
-    from pyscf import dft
-
     if isinstance(mf, dft.rks.KohnShamDFT):
         ni = mf._numint
         xctype = ni._xc_type(mf.xc)
@@ -110,8 +108,9 @@ def polarizability(mf, conv_tol: float = 1e-9, max_cycle: int = 20) -> np.ndarra
 
     cderi = _mo_cderi(mf, mo_coeff)
     l_vo = np.ascontiguousarray(cderi[:, vir][:, :, occ])  # (naux, nvir, nocc)
-    l_oo = np.ascontiguousarray(cderi[:, occ][:, :, occ])
-    l_vv = np.ascontiguousarray(cderi[:, vir][:, :, vir]) if hyb != 0 else None
+    if hyb != 0:  # exact exchange needs (ab|ij) too
+        l_oo = np.ascontiguousarray(cderi[:, occ][:, :, occ])
+        l_vv = np.ascontiguousarray(cderi[:, vir][:, :, vir])
     del cderi
 
     if xctype in ("LDA", "GGA"):
