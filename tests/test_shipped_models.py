@@ -16,7 +16,8 @@ CUBIC_LABELS = Path(__file__).resolve().parents[1] / "data" / "silicon" / "cubic
 
 
 def test_models_are_shipped():
-    assert {"organic", "organic-v1", "organic-sto3g", "organic-sto3g-scc", "silicon-szv", "silicon"} <= set(SHIPPED)
+    expected = {"organic", "organic-v1", "organic-v2", "organic-sto3g", "organic-sto3g-scc", "organic-sto3g-scc24"}
+    assert expected | {"silicon-szv", "silicon"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -45,7 +46,7 @@ def test_organic_beats_plain_sto3g_orbital_energies_on_held_out_molecules():
     test = [a for a in read(LABELS) if a.info.get("split") == "test" and "mo_energy_large" in a.info][:6]
     assert len(test) >= 4
     model = HamiltonianModel.load("organic")
-    assert model.metadata["initial_model"]["name"] == "organic-sto3g-scc"
+    assert model.metadata["initial_model"]["name"] == "organic-sto3g-scc24"
     ours, plain = evaluate(model, test), baseline_metrics(test)
     assert ours["occupied_mae_ev"] < 0.5, ours
     assert ours["occupied_mae_ev"] < plain["occupied_mae_ev"] / 4, (ours, plain)
@@ -211,12 +212,13 @@ def test_organic_sto3g_scc_beats_the_plain_direct_fit_on_held_out_molecules():
     assert scc["dipole_mae_debye"] < plain["dipole_mae_debye"], results
 
 
-def test_organic_with_self_consistent_charges_beats_version_1_and_plain_sto3g():
-    """models/organic (version 2: self-consistent charges) on the first 10 labelled qm7like test
-    molecules, against B3LYPG/def2-TZVP: occupied-level MAE below 0.25 eV, dipole MAE below 0.3 D,
-    both below version 1's (models/organic-v1, no charge term) and the dipole below plain
-    B3LYPG/STO-3G's (measured when written: 0.134 eV and 0.169 D, against 0.258 eV / 0.456 D for
-    version 1 and 0.520 D for plain STO-3G)."""
+def test_organic_beats_versions_1_and_2_and_plain_sto3g():
+    """models/organic (version 3: self-consistent charges, all 803 train labels) on the first 10
+    labelled qm7like test molecules, against B3LYPG/def2-TZVP: occupied-level MAE below 0.15 eV and
+    dipole MAE below 0.15 D, both below version 2's (models/organic-v2, 181 train structures) and
+    version 1's, and the dipole below plain B3LYPG/STO-3G's. Measured when written: 0.101 eV and
+    0.105 D, against 0.134 eV / 0.169 D for version 2, 0.258 eV / 0.456 D for version 1 and 0.520 D
+    for plain STO-3G."""
     from mlhcalc.model import HamiltonianModel
     from mlhcalc.reference import read
     from mlhcalc.training.evaluation import baseline_metrics, evaluate
@@ -225,7 +227,10 @@ def test_organic_with_self_consistent_charges_beats_version_1_and_plain_sto3g():
     assert len(test) == 10
     model = HamiltonianModel.load("organic")
     assert model.block_model.electrostatics == "scc"
-    ours, v1, plain = evaluate(model, test), evaluate(HamiltonianModel.load("organic-v1"), test), baseline_metrics(test)
-    assert ours["occupied_mae_ev"] < 0.25 and ours["dipole_mae_debye"] < 0.3, ours
-    assert ours["occupied_mae_ev"] < v1["occupied_mae_ev"], (ours, v1)
-    assert ours["dipole_mae_debye"] < min(v1["dipole_mae_debye"], plain["dipole_mae_debye"]), (ours, v1, plain)
+    ours, plain = evaluate(model, test), baseline_metrics(test)
+    older = {name: evaluate(HamiltonianModel.load(name), test) for name in ("organic-v2", "organic-v1")}
+    assert ours["occupied_mae_ev"] < 0.15 and ours["dipole_mae_debye"] < 0.15, ours
+    for name, theirs in older.items():
+        assert ours["occupied_mae_ev"] < theirs["occupied_mae_ev"], (name, ours, theirs)
+        assert ours["dipole_mae_debye"] < theirs["dipole_mae_debye"], (name, ours, theirs)
+    assert ours["dipole_mae_debye"] < plain["dipole_mae_debye"], (ours, plain)
