@@ -8,7 +8,10 @@ assembly of H from coupled blocks (random values standing in for the block model
 peak resident memory of a fresh process after doing all of it once (torch alone is ~220 MB of it).
 One thread, float64.
 
-    OMP_NUM_THREADS=1 python benchmarks/features.py [--sizes 20 100 500] [--grad]
+    OMP_NUM_THREADS=1 python benchmarks/features.py [--sizes 20 100 500] [--grad] [--keep-freed-memory]
+
+``--keep-freed-memory``: glibc keeps freed blocks for reuse (``mlhcalc.memory.keep_freed_memory``,
+what ``mlhcalc predict`` does), instead of fresh mmap pages for every feature block.
 """
 
 from __future__ import annotations
@@ -74,8 +77,14 @@ def best_time(function, repeats: int) -> float:
     return min(times)
 
 
-def measure(kind: str, n_atoms: int, grad: bool) -> dict:
+def measure(kind: str, n_atoms: int, grad: bool, keep_freed: bool = False) -> dict:
     import torch
+
+    if keep_freed:
+        from mlhcalc.memory import keep_freed_memory
+
+        if not keep_freed_memory():
+            raise SystemExit("--keep-freed-memory: mallopt is not available here (glibc only)")
 
     torch.set_num_threads(1)
     from mlhcalc.features import EquivariantFeatures, FeatureHypers, systems_from_atoms
@@ -139,10 +148,13 @@ def main():
     parser.add_argument(
         "--grad", action="store_true", help="positions require grad (featomic then also computes gradients)"
     )
+    parser.add_argument(
+        "--keep-freed-memory", action="store_true", help="raise glibc's mmap/trim thresholds (mlhcalc.memory)"
+    )
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one[0], int(args.one[1]), args.grad)))
+        print(json.dumps(measure(args.one[0], int(args.one[1]), args.grad, args.keep_freed_memory)))
         return
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     columns = [
@@ -160,7 +172,11 @@ def main():
     print(" ".join(f"{c:>12}" for c in columns))
     for kind in args.structures:
         for size in args.sizes:
-            command = [sys.executable, __file__, "--one", kind, str(size)] + (["--grad"] if args.grad else [])
+            command = (
+                [sys.executable, __file__, "--one", kind, str(size)]
+                + (["--grad"] if args.grad else [])
+                + (["--keep-freed-memory"] if args.keep_freed_memory else [])
+            )
             row = json.loads(subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout)
             print(" ".join(f"{row[c]:>12.1f}" if isinstance(row[c], float) else f"{row[c]:>12}" for c in columns))
 

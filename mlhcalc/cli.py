@@ -533,8 +533,10 @@ def predict(
     from ase.io.formats import string2index
     from tqdm import tqdm
 
+    from mlhcalc.memory import keep_freed_memory
     from mlhcalc.model import HamiltonianModel, ModelFileError
 
+    keep_freed_memory()  # every structure reuses the freed feature memory (mlhcalc/memory.py)
     start = time.perf_counter()
     try:
         hamiltonian_model = HamiltonianModel.load(model)

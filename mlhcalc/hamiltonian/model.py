@@ -199,8 +199,16 @@ class BlockModel(torch.nn.Module):
     def coupled(self, features: Features, layout: HamiltonianLayout) -> list[torch.Tensor]:
         """Predicted coupled values of every group of ``layout`` (one system of ``features``)."""
         result = []
-        for group, inputs in zip(layout.groups, _group_inputs(features, layout)):
+        for group, group_inputs in zip(layout.groups, _group_inputs(features, layout)):
             columns, values = [], []
+            designs: dict = {}  # heads of a group share their inputs: gathered once per (type, irrep, gate)
+
+            def inputs(block_type, irrep, gate=False, designs=designs, group_inputs=group_inputs):
+                key = (block_type, irrep, gate)
+                if key not in designs:
+                    designs[key] = group_inputs(block_type, irrep, gate=gate)
+                return designs[key]
+
             for head in self.heads[(group.kind, group.species_i, group.species_j)]:
                 design = inputs(head.block_type, head.irrep)  # [n, 2λ+1, F]
                 prediction = torch.einsum("nmf,fk->nkm", design, self.weights[head.name])
