@@ -18,6 +18,7 @@ distant pairs are zero. The assembled H is exactly symmetric (H(-T) = H(T)ᵀ) b
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
@@ -199,16 +200,8 @@ class BlockModel(torch.nn.Module):
     def coupled(self, features: Features, layout: HamiltonianLayout) -> list[torch.Tensor]:
         """Predicted coupled values of every group of ``layout`` (one system of ``features``)."""
         result = []
-        for group, group_inputs in zip(layout.groups, _group_inputs(features, layout)):
+        for group, inputs in zip(layout.groups, _group_inputs(features, layout)):
             columns, values = [], []
-            designs: dict = {}  # heads of a group share their inputs: gathered once per (type, irrep, gate)
-
-            def inputs(block_type, irrep, gate=False, designs=designs, group_inputs=group_inputs):
-                key = (block_type, irrep, gate)
-                if key not in designs:
-                    designs[key] = group_inputs(block_type, irrep, gate=gate)
-                return designs[key]
-
             for head in self.heads[(group.kind, group.species_i, group.species_j)]:
                 design = inputs(head.block_type, head.irrep)  # [n, 2λ+1, F]
                 prediction = torch.einsum("nmf,fk->nkm", design, self.weights[head.name])
@@ -226,7 +219,8 @@ class BlockModel(torch.nn.Module):
 
 
 def _group_inputs(features: Features, layout: HamiltonianLayout):
-    """For each group, a function (block type, irrep) → design tensor [n_samples, 2λ+1, F]."""
+    """For each group, a function (block type, irrep) → design tensor [n_samples, 2λ+1, F]. The
+    heads of a group share their inputs, so each is gathered once (cached while the group is in use)."""
     system_atoms = features.atom_samples[:, 0] == int(layout.groups[0].samples[0, 0]) if layout.groups else None
     atom_offset = int(torch.nonzero(system_atoms)[0]) if system_atoms is not None else 0
     for group in layout.groups:
@@ -251,7 +245,7 @@ def _group_inputs(features: Features, layout: HamiltonianLayout):
                 sign = -1.0 if (block_type == PAIR_ANTISYMMETRIC and not gate) else 1.0
                 return (forward + sign * backward) / math.sqrt(2)
 
-        yield inputs
+        yield functools.cache(inputs)
 
 
 def fit_ridge(
