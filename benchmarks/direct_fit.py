@@ -105,9 +105,11 @@ def table(header, rows):
 class Data:
     key = direct.FOCK_KEY  # structures carrying this label are used
     reference = staticmethod(direct.Reference.from_atoms)  # atoms → what the scores need
+    default_basis = "sto-3g"  # the labels' minimal stage
 
-    def __init__(self, labels: str, first: int | None = None, basis: str = "sto-3g"):
+    def __init__(self, labels: str, first: int | None = None, basis: str | None = None):
         start = time.perf_counter()
+        basis = basis or self.default_basis
         self.labels, self.basis = labels, basis
         self.splits = direct.load_labelled(labels, self.key)
         if first is not None:  # a reproducible snapshot: the structures labelled first (input order)
@@ -117,9 +119,10 @@ class Data:
                 raise SystemExit(f"no labelled structures in split {split!r} of {labels}: wait for labels")
         self.refs = {s: [self.reference(a, basis) for a in self.splits[s]] for s in direct.SPLITS}
         ref = self.refs["train"][0]
-        if ref.fock is not None and ref.fock.shape != ref.overlap.shape:
+        fock = getattr(ref, "fock", None)  # molecules only; a cell's H(T) is checked by its WS transform
+        if fock is not None and fock.shape != ref.overlap.shape:
             raise SystemExit(
-                f"the labels' Fock matrices are {ref.fock.shape[0]}×{ref.fock.shape[0]}, {basis} has "
+                f"the labels' Fock matrices are {fock.shape[0]}×{fock.shape[0]}, {basis} has "
                 f"{ref.overlap.shape[0]} AOs: give --basis of the labels' minimal stage (mlhcalc label --basis-minimal)"
             )
         self.seconds = time.perf_counter() - start

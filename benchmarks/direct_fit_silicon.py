@@ -83,6 +83,7 @@ class Data(direct_fit.Data):
 
     key = direct_periodic.HAMILTONIAN_KEY
     reference = staticmethod(direct_periodic.CellReference.from_atoms)
+    default_basis = direct_periodic.BASIS
 
     def pair(self, split, overlap_shift: float = 0.0):
         """(atoms, references with target H − μS) of ``split``."""

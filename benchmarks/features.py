@@ -9,6 +9,11 @@ peak resident memory of a fresh process after doing all of it once (torch alone 
 One thread, float64.
 
     OMP_NUM_THREADS=1 python benchmarks/features.py [--sizes 20 100 500] [--grad] [--keep-freed-memory]
+    OMP_NUM_THREADS=1 python benchmarks/features.py --model organic --sizes 20 100   # a shipped model
+
+``--model NAME``: the features, heads and weights of a saved model instead of the default hypers with random
+weights, plus ``predict_ms``: ``HamiltonianModel.predict`` as the calculator calls it (for an SCC model
+including the self-consistent charge loop, which needs the overlap matrix from PySCF).
 
 ``--keep-freed-memory``: glibc keeps freed blocks for reuse (``mlhcalc.memory.keep_freed_memory``,
 what ``mlhcalc predict`` does), instead of fresh mmap pages for every feature block.
@@ -77,7 +82,7 @@ def best_time(function, repeats: int) -> float:
     return min(times)
 
 
-def measure(kind: str, n_atoms: int, grad: bool, keep_freed: bool = False) -> dict:
+def measure(kind: str, n_atoms: int, grad: bool, keep_freed: bool = False, model_name: str | None = None) -> dict:
     import torch
 
     if keep_freed:
@@ -92,7 +97,14 @@ def measure(kind: str, n_atoms: int, grad: bool, keep_freed: bool = False) -> di
     from mlhcalc.hamiltonian.model import BlockModel
 
     atoms = structure(kind, n_atoms)
-    module = EquivariantFeatures(FeatureHypers())
+    if model_name:
+        from mlhcalc.model import HamiltonianModel
+
+        saved = HamiltonianModel.load(model_name)
+        saved.check(atoms)
+        model, module, basis = saved.block_model, saved.block_model.features, saved.basis
+    else:
+        saved, module, basis = None, EquivariantFeatures(FeatureHypers()), "sto-3g"
     repeats = 10 if len(atoms) <= 100 else 3
 
     def systems():
@@ -105,7 +117,7 @@ def measure(kind: str, n_atoms: int, grad: bool, keep_freed: bool = False) -> di
     pairs = torch.cat([result.pair_samples[:, 1:3], result.pair_samples[:, 3:]], dim=1).numpy()
 
     def layout():
-        return hamiltonian_layout(atoms.numbers, "sto-3g", pairs=pairs)
+        return hamiltonian_layout(atoms.numbers, basis, pairs=pairs)
 
     block_layout = layout()
     coupled = [torch.randn(len(g.samples), g.coupling.shape[1], dtype=torch.float64) for g in block_layout.groups]
@@ -119,10 +131,11 @@ def measure(kind: str, n_atoms: int, grad: bool, keep_freed: bool = False) -> di
     n_pairs = len(result.pair_samples)
     del result
 
-    model = BlockModel(FeatureHypers(), "sto-3g")
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_()
+    if saved is None:
+        model = BlockModel(FeatureHypers(), basis)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_()
 
     timings = {
         "featomic_ms": 1e3 * best_time(lambda: module._calculator.compute(systems()), repeats),
@@ -131,6 +144,8 @@ def measure(kind: str, n_atoms: int, grad: bool, keep_freed: bool = False) -> di
         "assemble_ms": 1e3 * best_time(assemble, repeats),
         "model_ms": 1e3 * best_time(lambda: model(systems()), repeats),
     }
+    if saved is not None:
+        timings["predict_ms"] = 1e3 * best_time(lambda: saved.predict(atoms, positions_requires_grad=grad), repeats)
     return {
         "structure": kind,
         "atoms": len(atoms),
@@ -151,10 +166,11 @@ def main():
     parser.add_argument(
         "--keep-freed-memory", action="store_true", help="raise glibc's mmap/trim thresholds (mlhcalc.memory)"
     )
+    parser.add_argument("--model", metavar="NAME", help="a shipped model's name or directory (default: random weights)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one[0], int(args.one[1]), args.grad, args.keep_freed_memory)))
+        print(json.dumps(measure(args.one[0], int(args.one[1]), args.grad, args.keep_freed_memory, args.model)))
         return
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     columns = [
@@ -166,6 +182,7 @@ def main():
         "layout_ms",
         "assemble_ms",
         "model_ms",
+        *(["predict_ms"] if args.model else []),
         "feature_MB",
         "peak_rss_MB",
     ]
@@ -176,6 +193,7 @@ def main():
                 [sys.executable, __file__, "--one", kind, str(size)]
                 + (["--grad"] if args.grad else [])
                 + (["--keep-freed-memory"] if args.keep_freed_memory else [])
+                + (["--model", args.model] if args.model else [])
             )
             row = json.loads(subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout)
             print(" ".join(f"{row[c]:>12.1f}" if isinstance(row[c], float) else f"{row[c]:>12}" for c in columns))

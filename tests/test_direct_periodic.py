@@ -8,6 +8,10 @@ labels (``hk_minimal``, ``sk_minimal``, ``bands_minimal``, ``kpts``, ``kpts_frac
 (nearest neighbours at 4.4 bohr; the second shell at 7.3 bohr is beyond it).
 """
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -180,3 +184,27 @@ def test_band_window_metric_selects_valence_and_low_conduction_states():
     conduction = metrics.band_window_mae_ev([predicted], [reference], 2, window_ev=1.5, valence=False)
     assert conduction == pytest.approx(0.5)
     assert metrics.band_window_mae_ev([predicted], [reference], 2, window_ev=None) == pytest.approx(0.35)
+
+
+def test_silicon_benchmark_reproduces_the_band_target_on_the_committed_labels(capsys):
+    """benchmarks/direct_fit_silicon.py end to end on the first 13 committed primitive cells (~20 s): it
+    reads gth-szv labels (not the molecular default basis) and its test band MAE stays within the issue's
+    0.1 eV target (docs/direct_fit.md reports 0.038 eV for this snapshot)."""
+    root = Path(__file__).resolve().parent.parent
+    labels = root / "data" / "silicon" / "primitive_labels.d"
+    if not labels.is_dir():
+        pytest.skip("no committed silicon labels")
+    benchmarks = str(root / "benchmarks")
+    sys.path.insert(0, benchmarks)  # the script imports its molecular sibling direct_fit
+    try:
+        script = f"{benchmarks}/direct_fit_silicon.py"
+        spec = importlib.util.spec_from_file_location("direct_fit_silicon_under_test", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.main(["--labels", str(labels), "--first", "13"])
+    finally:
+        sys.path.remove(benchmarks)
+    out = capsys.readouterr().out
+    [row] = [line for line in out.splitlines() if line.startswith("| band energies MAE, all gth-szv bands")]
+    test_mae = float(row.split("|")[2])
+    assert test_mae <= 0.1, row

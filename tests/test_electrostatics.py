@@ -105,6 +105,23 @@ def _pieces(atoms):
     return ref, gamma_matrix(ref.numbers, ref.positions)
 
 
+def test_mulliken_charges_of_the_aufbau_density_equal_pyscf():
+    """The charges the SCC loop uses equal PySCF's Mulliken analysis of the aufbau density of the same
+    Fock matrix (PySCF's own eigensolver, occupations and population code) to 1e-10 e."""
+    from pyscf import scf
+
+    from mlhcalc.structure import ao_atom_map, to_mole
+
+    mol = to_mole(molecule("CH3CHO"))
+    mf = scf.RHF(mol)
+    mf.kernel()
+    fock, overlap = mf.get_fock(), mf.get_ovlp()
+    mo_energy, mo_coeff = mf.eig(fock, overlap)
+    _, expected = mf.mulliken_pop(dm=mf.make_rdm1(mo_coeff, mf.get_occ(mo_energy, mo_coeff)), verbose=0)
+    charges = mulliken_charges(fock, overlap, mol.nelectron // 2, ao_atom_map(mol), mol.atom_charges())
+    assert np.abs(charges - expected).max() < 1e-10 and np.abs(expected).max() > 0.1
+
+
 def test_scc_recovers_the_reference_from_its_learned_part():
     """The fixed point of H_ML + H_es(q(H)), with H_ML = F − H_es(q_F), is F itself (≤ 1e-8 Ha),
     started from zero charges."""

@@ -152,7 +152,7 @@ def build_sample(
         dipole_ints = mol.intor("int1e_r")
     if representation == "lowdin":
         root = overlap_power(overlap, -0.5)
-        dipole_ints = np.einsum("ij,xjk,kl->xil", root, dipole_ints, root)
+        dipole_ints = np.einsum("ij,xjk,kl->xil", root, dipole_ints, root, optimize=True)
         overlap = np.eye(len(overlap))
     elif representation not in REPRESENTATIONS:
         raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")

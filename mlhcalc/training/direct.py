@@ -161,7 +161,7 @@ def fock_observables(ref: Reference, fock: np.ndarray, polarizability: bool = Fa
     result = {"mo_energy": mo_energy, "dipole": electronic + nuclear}
     if polarizability:
         virtual = mo_coeff[:, ref.nocc :]
-        r_ai = np.einsum("ma,cmn,ni->cai", virtual, ref.dipole_ints, occupied)
+        r_ai = np.einsum("ma,cmn,ni->cai", virtual, ref.dipole_ints, occupied, optimize=True)
         gaps = mo_energy[ref.nocc :, None] - mo_energy[None, : ref.nocc]
         result["polarizability"] = 4.0 * np.einsum("xai,yai->xy", r_ai, r_ai / gaps)
     return result
