@@ -4,9 +4,12 @@ Prints, per structure size: steady-state CPU time per structure (best of repeats
 time, which on a loaded machine is closer to an idle core than wall time; first call excluded)
 for featomic's pair expansion alone, the whole feature computation, the block layout and the
 assembly of H from coupled blocks (random values standing in for the block model's output), the whole
-``BlockModel`` forward pass (features → linear heads → H, random weights), and the
-peak resident memory of a fresh process after doing all of it once (torch alone is ~220 MB of it).
-One thread, float64.
+``BlockModel`` forward pass (features → linear heads → H, random weights; it computes the pair
+features a chunk of pairs at a time), and two peak resident memories of a fresh process (torch alone is
+~220 MB of each): ``model_peak_MB`` after one forward pass (and, with ``--model``, one ``predict``)
+only, what a prediction needs; ``peak_rss_MB`` after also computing every pair feature at once
+(``feature_MB`` of them, as the training-data cache holds them), the layout and the assembly. One
+thread, float64.
 
     OMP_NUM_THREADS=1 python benchmarks/features.py [--sizes 20 100 500] [--grad] [--keep-freed-memory]
     OMP_NUM_THREADS=1 python benchmarks/features.py --model organic --sizes 20 100   # a shipped model
@@ -110,7 +113,23 @@ def measure(kind: str, n_atoms: int, grad: bool, keep_freed: bool = False, model
     def systems():
         return systems_from_atoms(atoms, positions_requires_grad=grad)
 
-    def features():
+    if saved is None:
+        model = BlockModel(FeatureHypers(), basis)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_()
+
+    # what a prediction needs, before anything else runs: the model (pair features in chunks) and predict
+    def forward():  # as the calculator calls it: no graph unless position derivatives are wanted
+        with torch.set_grad_enabled(grad):
+            return model(systems())
+
+    forward()
+    if saved is not None:
+        saved.predict(atoms, positions_requires_grad=grad)
+    model_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def features():  # all pair features at once (as the training data cache holds them)
         return module(systems())
 
     result = features()
@@ -131,18 +150,12 @@ def measure(kind: str, n_atoms: int, grad: bool, keep_freed: bool = False, model
     n_pairs = len(result.pair_samples)
     del result
 
-    if saved is None:
-        model = BlockModel(FeatureHypers(), basis)
-        with torch.no_grad():
-            for parameter in model.parameters():
-                parameter.normal_()
-
     timings = {
         "featomic_ms": 1e3 * best_time(lambda: module._calculator.compute(systems()), repeats),
         "features_ms": 1e3 * best_time(features, repeats),
         "layout_ms": 1e3 * best_time(layout, repeats),
         "assemble_ms": 1e3 * best_time(assemble, repeats),
-        "model_ms": 1e3 * best_time(lambda: model(systems()), repeats),
+        "model_ms": 1e3 * best_time(forward, repeats),
     }
     if saved is not None:
         timings["predict_ms"] = 1e3 * best_time(lambda: saved.predict(atoms, positions_requires_grad=grad), repeats)
@@ -152,6 +165,7 @@ def measure(kind: str, n_atoms: int, grad: bool, keep_freed: bool = False, model
         "pairs": n_pairs,
         "feature_MB": 8 * n_features / 2**20,
         **timings,
+        "model_peak_MB": model_peak_mb,
         "peak_rss_MB": peak_rss_mb,
     }
 
@@ -184,6 +198,7 @@ def main():
         "model_ms",
         *(["predict_ms"] if args.model else []),
         "feature_MB",
+        "model_peak_MB",
         "peak_rss_MB",
     ]
     print(" ".join(f"{c:>12}" for c in columns))

@@ -126,7 +126,10 @@ class HamiltonianModel(torch.nn.Module):
 
     def predict(self, atoms: Atoms, *, positions_requires_grad: bool = False, charge: int | None = None) -> Prediction:
         """Model Hamiltonian of one structure (call :meth:`check` first for friendly errors;
-        ``charge``: total charge, default from :func:`mlhcalc.structure.validate_atoms`)."""
+        ``charge``: total charge, default from :func:`mlhcalc.structure.validate_atoms`).
+
+        Without ``positions_requires_grad`` no autograd graph is recorded (not even for the weights),
+        so the pair features of a large structure are freed chunk by chunk."""
         scc = self.block_model.electrostatics == "scc"
         if self.block_model.representation == "lowdin" and (positions_requires_grad or self.periodic):
             raise ValueError(
@@ -136,7 +139,8 @@ class HamiltonianModel(torch.nn.Module):
         if scc and self.periodic:
             raise ValueError("self-consistent charges (electrostatics='scc') are implemented for molecules only")
         (system,) = systems_from_atoms([atoms], positions_requires_grad=positions_requires_grad)
-        ((layout, hamiltonian),) = self.block_model([system])
+        with torch.set_grad_enabled(positions_requires_grad and torch.is_grad_enabled()):
+            ((layout, hamiltonian),) = self.block_model([system])
         translations = np.asarray(layout.translations) if self.periodic else None
         if not self.periodic and hamiltonian.dim() == 3:
             hamiltonian = hamiltonian[0]

@@ -315,3 +315,40 @@ def test_batched_prediction_equals_one_structure_at_a_time():
         single = [model(systems_from_atoms(atoms))[0] for atoms in structures]
     for (_, together), (_, alone) in zip(batched, single):
         assert torch.allclose(together, alone, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["molecule", "periodic"])
+def test_pairs_in_chunks_give_the_all_at_once_hamiltonian_and_gradient(kind):
+    """forward() computes pair features lazily, a few pairs at a time; the result and its position
+    derivative must be those of the features computed for all pairs at once (``coupled`` without chunks)."""
+    from mlhcalc.hamiltonian.model import model_layouts
+
+    if kind == "molecule":
+        model, atoms = random_model(), molecule("CH3CH2OH")
+    else:
+        model, atoms = random_model("gth-szv"), bulk("SiC", "zincblende", a=4.36)
+    atoms.positions += np.random.default_rng(12).normal(scale=0.05, size=atoms.positions.shape)
+    weights = None
+
+    def hamiltonian(chunk_rows):
+        nonlocal weights
+        systems = systems_from_atoms(atoms, positions_requires_grad=True)
+        lazy = chunk_rows is not None
+        features = model.features(systems, lazy_pairs=lazy)
+        assert (len(features.pair) == 0) == lazy
+        (layout,) = model_layouts(features, systems, model.basis)
+        result = reconstruct(model.coupled(features, layout, chunk_rows), layout)
+        if weights is None:
+            weights = torch.from_numpy(np.random.default_rng(13).normal(size=result.shape))
+        (gradient,) = torch.autograd.grad((weights * result).sum(), systems[0].positions)
+        return result.detach(), gradient
+
+    expected, expected_gradient = hamiltonian(None)
+    assert expected.abs().max() > 0.1
+    for chunk_rows in (1, 7, 10**6):  # one pair per chunk, uneven chunks, one chunk
+        got, gradient = hamiltonian(chunk_rows)
+        assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+        assert torch.allclose(gradient, expected_gradient, rtol=0, atol=1e-10)
+    with torch.no_grad():
+        ((_, via_forward),) = model(systems_from_atoms(atoms))
+    assert torch.allclose(via_forward, expected, rtol=0, atol=1e-12)

@@ -76,12 +76,26 @@ class ProductPlan:
                 stacked = np.concatenate(blocks, axis=2).transpose(1, 2, 0).reshape(-1, width)
                 self._plans.append((l2, offset, torch.from_numpy(np.ascontiguousarray(stacked)), slices))
 
-    def __call__(self, x: torch.Tensor, ys: list[torch.Tensor], rows: torch.Tensor | None = None):
-        """Yield the products [n, 2λ+1, q, p] in ``self.terms`` order (lazily: one l2 in memory at a
-        time); ``ys[l2]`` is [n, 2l2+1, q], ``rows`` the row of x for each output row (None: same rows)."""
+    def prepare(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """First half of every product: x coupled with the Clebsch–Gordan coefficients, one tensor
+        [n_x, 2l2+1, n_out · p] per l2 (rows of x, e.g. atoms; reusable for any subset of output rows)."""
         n_x, _, p = x.shape
-        for l2, n_out, cg, slices in self._plans:
-            half = torch.matmul(cg.to(x.dtype), x).reshape(n_x, 2 * l2 + 1, n_out * p)
+        return [torch.matmul(cg.to(x.dtype), x).reshape(n_x, 2 * l2 + 1, n_out * p) for l2, n_out, cg, _ in self._plans]
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        ys: list[torch.Tensor],
+        rows: torch.Tensor | None = None,
+        halves: list[torch.Tensor] | None = None,
+    ):
+        """Yield the products [n, 2λ+1, q, p] in ``self.terms`` order (lazily: one l2 in memory at a
+        time); ``ys[l2]`` is [n, 2l2+1, q], ``rows`` the row of x for each output row (None: same rows),
+        ``halves`` the output of :meth:`prepare` for x if already computed."""
+        p = x.shape[2]
+        if halves is None:
+            halves = self.prepare(x)
+        for half, (l2, n_out, _, slices) in zip(halves, self._plans):
             if rows is not None:
                 half = half[rows]
             y = ys[l2]

@@ -149,6 +149,12 @@ class Features:
     pair: dict[Irrep, torch.Tensor]
     atom_properties: dict[Irrep, np.ndarray]
     pair_properties: dict[Irrep, np.ndarray]
+    pair_source: _PairSource | None = None
+
+    @property
+    def pair_row_bytes(self) -> int:
+        """Memory of the pair features of one pair (all irreps), in bytes."""
+        return 8 * sum((2 * irrep.lam + 1) * len(rows) for irrep, rows in self.pair_properties.items())
 
 
 def systems_from_atoms(atoms_list, *, positions_requires_grad: bool = False, cell_requires_grad: bool = False):
@@ -302,7 +308,11 @@ class EquivariantFeatures(torch.nn.Module):
             torch.cat(self_samples),
         )
 
-    def forward(self, systems) -> Features:
+    def forward(self, systems, *, lazy_pairs: bool = False) -> Features:
+        """Features of ``systems``. ``lazy_pairs=True`` leaves ``Features.pair`` empty: the pair
+        features are then computed for the rows asked for (``Features.pair_source(rows)``), so a caller that
+        goes through the pairs in chunks never holds all of them (their size grows as pairs ×
+        channels × pair_channels; the values are the same)."""
         if not isinstance(systems, (list, tuple)):
             systems = [systems]
         self._check_species(systems)
@@ -329,10 +339,8 @@ class EquivariantFeatures(torch.nn.Module):
 
         density_all = torch.cat(density, dim=1)
         atom = _Filler(n_atoms, self.atom_properties, density_all.dtype)
-        pair = _Filler(len(pair_samples), self.pair_properties, density_all.dtype)
         for lam in range(min(self.hypers.max_angular, self.hypers.max_lambda) + 1):
             atom.put(Irrep(lam, 1), density[lam])
-            pair.put(Irrep(lam, 1), pair_terms[lam])
         for term, product in zip(self._atom_products.terms, self._atom_products(density_all, density)):
             if term.l1 == term.l2:
                 product = product.flatten(2)[..., self._atom_triangles[term.lam % 2]]
@@ -340,10 +348,7 @@ class EquivariantFeatures(torch.nn.Module):
         if self.hypers.long_range_widths:
             for lam, values in enumerate(self._long_range(systems)):
                 atom.put(Irrep(lam, 1), values)
-        # the pair products are most of the memory: written straight into their final place, one
-        # l2 at a time, so the peak stays near the size of the result
-        for term, product in zip(self._pair_products.terms, self._pair_products(density_all, pair_terms, rows=first)):
-            pair.put(Irrep(term.lam, term.sigma), product)
+        source = _PairSource(self, density_all, pair_terms, first)
 
         return Features(
             atom_samples=atom_samples,
@@ -352,9 +357,10 @@ class EquivariantFeatures(torch.nn.Module):
             pair_samples=pair_samples,
             pair_species=pair_species,
             pair_partner=_partner_rows(pair_samples),
-            pair=pair.finish(),
+            pair={} if lazy_pairs else source(),
             atom_properties=self.atom_properties,
             pair_properties=self.pair_properties,
+            pair_source=source if lazy_pairs else None,
         )
 
     def _long_range(self, systems) -> list[torch.Tensor]:
@@ -382,7 +388,12 @@ class EquivariantFeatures(torch.nn.Module):
             for lam in hypers.long_range_lambdas:
                 kernel = widths[:, None, None] ** (lam + 1) * distances[None] ** lam / squared ** (lam + 0.5)
                 kernel = torch.where(eye[None], torch.zeros_like(kernel), kernel)
-                values = torch.einsum("ijm,wij,js->imsw", harmonics[lam], kernel, onehot)
+                # one width at a time, summed over j by species with a matrix product: the transient is
+                # [n, n, 2λ+1] (an einsum over all widths at once made [n, n, 2λ+1, widths])
+                values = torch.stack(
+                    [(harmonics[lam] * kernel[w][..., None]).transpose(1, 2) @ onehot for w in range(len(widths))],
+                    dim=-1,
+                )  # [i, m, species, width]
                 per_lambda[lam].append(hypers.long_range_scale * values.reshape(n, 2 * lam + 1, -1))
         return [torch.cat(parts) for parts in per_lambda]
 
@@ -396,6 +407,31 @@ def _real_harmonics(unit: torch.Tensor) -> list[torch.Tensor]:
         torch.stack([y, z, x], dim=-1),
         torch.stack([x * y, y * z, (3 * z * z - 1) / (2 * math.sqrt(3)), x * z, (x * x - y * y) / 2], dim=-1),
     ]
+
+
+class _PairSource:
+    """Pair features (g_ij and ρ_i ⊗ g_ij) of any subset of the pairs, from the pair terms and densities."""
+
+    def __init__(self, module: EquivariantFeatures, density_all, pair_terms, first):
+        self.module, self.density_all, self.pair_terms, self.first = module, density_all, pair_terms, first
+        self._halves: list[torch.Tensor] | None = None
+
+    def __call__(self, rows: torch.Tensor | None = None) -> dict[Irrep, torch.Tensor]:
+        """Feature blocks of the pairs ``rows`` (None: all, in order)."""
+        module = self.module
+        terms = self.pair_terms if rows is None else [term[rows] for term in self.pair_terms]
+        first = self.first if rows is None else self.first[rows]
+        if self._halves is None:  # the atom-sized half of every product, shared by all calls
+            self._halves = module._pair_products.prepare(self.density_all)
+        pair = _Filler(len(first), module.pair_properties, self.density_all.dtype)
+        for lam in range(min(module.hypers.max_angular, module.hypers.max_lambda) + 1):
+            pair.put(Irrep(lam, 1), terms[lam])
+        # the pair products are most of the memory: written straight into their final place, one
+        # l2 at a time, so the peak stays near the size of the result
+        products = module._pair_products(self.density_all, terms, rows=first, halves=self._halves)
+        for term, product in zip(module._pair_products.terms, products):
+            pair.put(Irrep(term.lam, term.sigma), product)
+        return pair.finish()
 
 
 class _Filler:

@@ -191,36 +191,57 @@ class BlockModel(torch.nn.Module):
 
     def forward(self, systems, translations=None):
         """List of (layout, predicted H) per system: H [nao, nao] for molecules, [n_T, nao, nao] (in
-        ``layout.translations`` order; ``translations[s]`` to impose one) for periodic systems."""
-        systems = list(systems)
-        features = self.features(systems)
-        layouts = model_layouts(features, systems, self.basis, translations)
-        return [(layout, reconstruct(self.coupled(features, layout), layout)) for layout in layouts]
+        ``layout.translations`` order; ``translations[s]`` to impose one) for periodic systems.
 
-    def coupled(self, features: Features, layout: HamiltonianLayout) -> list[torch.Tensor]:
-        """Predicted coupled values of every group of ``layout`` (one system of ``features``)."""
+        The pair features are computed and used in chunks of pairs (``PAIR_CHUNK_BYTES`` of features
+        each) and never held all at once: their memory no longer grows with the system."""
+        systems = list(systems)
+        features = self.features(systems, lazy_pairs=True)
+        layouts = model_layouts(features, systems, self.basis, translations)
+        chunk = pair_chunk_rows(features)
+        return [(layout, reconstruct(self.coupled(features, layout, chunk), layout)) for layout in layouts]
+
+    def coupled(
+        self, features: Features, layout: HamiltonianLayout, chunk_rows: int | None = None
+    ) -> list[torch.Tensor]:
+        """Predicted coupled values of every group of ``layout`` (one system of ``features``), pair
+        groups ``chunk_rows`` samples at a time (None: all at once)."""
         result = []
-        for group, inputs in zip(layout.groups, _group_inputs(features, layout)):
-            columns, values = [], []
-            for head in self.heads[(group.kind, group.species_i, group.species_j)]:
-                design = inputs(head.block_type, head.irrep)  # [n, 2λ+1, F]
-                prediction = torch.einsum("nmf,fk->nkm", design, self.weights[head.name])
-                if head.bias:
-                    prediction = prediction + self.biases[head.name][None, :, None]
-                if self.gated:
-                    gate = inputs(head.block_type, Irrep(0, 1), gate=True)[:, 0] @ self.gates[head.name]
-                    prediction = prediction * (1 + torch.tanh(gate))[:, :, None]
-                columns.append(head.columns)
-                values.append(prediction.reshape(len(design), -1))
+        for group, chunks in zip(layout.groups, _group_inputs(features, layout, chunk_rows)):
             n_columns = group.coupling.shape[1]
-            empty = torch.zeros(len(group.samples), n_columns, dtype=torch.float64)
-            result.append(empty.index_copy(1, torch.cat(columns), torch.cat(values, dim=1)))
+            parts = []
+            for inputs in chunks:
+                columns, values = [], []
+                for head in self.heads[(group.kind, group.species_i, group.species_j)]:
+                    design = inputs(head.block_type, head.irrep)  # [n, 2λ+1, F]
+                    prediction = torch.einsum("nmf,fk->nkm", design, self.weights[head.name])
+                    if head.bias:
+                        prediction = prediction + self.biases[head.name][None, :, None]
+                    if self.gated:
+                        gate = inputs(head.block_type, Irrep(0, 1), gate=True)[:, 0] @ self.gates[head.name]
+                        prediction = prediction * (1 + torch.tanh(gate))[:, :, None]
+                    columns.append(head.columns)
+                    values.append(prediction.reshape(len(design), -1))
+                empty = torch.zeros(len(values[0]), n_columns, dtype=torch.float64)
+                parts.append(empty.index_copy(1, torch.cat(columns), torch.cat(values, dim=1)))
+            result.append(parts[0] if len(parts) == 1 else torch.cat(parts))
         return result
 
 
-def _group_inputs(features: Features, layout: HamiltonianLayout):
-    """For each group, a function (block type, irrep) → design tensor [n_samples, 2λ+1, F]. The
-    heads of a group share their inputs, so each is gathered once (cached while the group is in use)."""
+PAIR_CHUNK_BYTES = 16 * 2**20
+"""Pair features computed at once by :meth:`BlockModel.forward` (both orders of each pair count)."""
+
+
+def pair_chunk_rows(features: Features, budget: int | None = None) -> int:
+    """Pair samples per chunk so that the features of a chunk (both orders) stay within ``budget``
+    bytes (default :data:`PAIR_CHUNK_BYTES`)."""
+    return max(1, (PAIR_CHUNK_BYTES if budget is None else budget) // (2 * features.pair_row_bytes))
+
+
+def _group_inputs(features: Features, layout: HamiltonianLayout, chunk_rows: int | None = None):
+    """For each group, its chunks of samples (one chunk for on-site groups, or with ``chunk_rows``
+    None), each a function (block type, irrep) → design tensor [n_chunk, 2λ+1, F]. The heads of a
+    group share their inputs, so each is gathered once (cached while the chunk is in use)."""
     system_atoms = features.atom_samples[:, 0] == int(layout.groups[0].samples[0, 0]) if layout.groups else None
     atom_offset = int(torch.nonzero(system_atoms)[0]) if system_atoms is not None else 0
     for group in layout.groups:
@@ -231,21 +252,39 @@ def _group_inputs(features: Features, layout: HamiltonianLayout):
             def inputs(block_type, irrep, gate=False, rows=rows):
                 return features.atom[irrep][rows]
 
-        else:
-            rows = find_rows(features.pair_samples, samples)
-            if bool((rows < 0).any()):
-                raise ValueError("a pair of the layout has no features (outside the feature cutoff?)")
-            partner = features.pair_partner[rows]
+            yield [functools.cache(inputs)]
+            continue
+        all_rows = find_rows(features.pair_samples, samples)
+        if bool((all_rows < 0).any()):
+            raise ValueError("a pair of the layout has no features (outside the feature cutoff?)")
+        size = len(all_rows) if chunk_rows is None else max(1, chunk_rows)
+        yield (
+            _pair_inputs(features, all_rows[start : start + size]) for start in range(0, max(len(all_rows), 1), size)
+        )
 
-            def inputs(block_type, irrep, gate=False, rows=rows, partner=partner):
-                forward, backward = features.pair[irrep][rows], features.pair[irrep][partner]
-                if block_type == PAIR_HETERO:
-                    return torch.cat([forward, backward], dim=2)
-                # the gate must be exchange-even for both signs
-                sign = -1.0 if (block_type == PAIR_ANTISYMMETRIC and not gate) else 1.0
-                return (forward + sign * backward) / math.sqrt(2)
 
-        yield functools.cache(inputs)
+def _pair_inputs(features: Features, rows: torch.Tensor):
+    """Inputs of the pair heads for the pair samples ``rows``: both orders, gathered (or computed) once."""
+    both = torch.cat([rows, features.pair_partner[rows]])
+    if features.pair_source is not None:  # lazy features: computed for these pairs, every irrep at once
+        block = features.pair_source(both).__getitem__
+    else:  # gathered irrep by irrep, only those the heads ask for
+
+        @functools.cache
+        def block(irrep):
+            return features.pair[irrep][both]
+
+    n = len(rows)
+
+    def inputs(block_type, irrep, gate=False):
+        forward, backward = block(irrep)[:n], block(irrep)[n:]
+        if block_type == PAIR_HETERO:
+            return torch.cat([forward, backward], dim=2)
+        # the gate must be exchange-even for both signs
+        sign = -1.0 if (block_type == PAIR_ANTISYMMETRIC and not gate) else 1.0
+        return (forward + sign * backward) / math.sqrt(2)
+
+    return functools.cache(inputs)
 
 
 def fit_ridge(
@@ -299,7 +338,8 @@ def _accumulate_normal_equations(model: BlockModel, systems, hamiltonians, trans
     layouts = model_layouts(features, systems, model.basis, translations)
     for layout, hamiltonian in zip(layouts, hamiltonians):
         targets = decompose(torch.as_tensor(hamiltonian, dtype=torch.float64), layout)
-        for group, target, inputs in zip(layout.groups, targets, _group_inputs(features, layout)):
+        for group, target, chunks in zip(layout.groups, targets, _group_inputs(features, layout)):
+            (inputs,) = chunks
             for head in model.heads[(group.kind, group.species_i, group.species_j)]:
                 design = inputs(head.block_type, head.irrep)
                 n, components, width = design.shape
