@@ -232,10 +232,10 @@ PAIR_CHUNK_BYTES = 16 * 2**20
 """Pair features computed at once by :meth:`BlockModel.forward` (both orders of each pair count)."""
 
 
-def pair_chunk_rows(features: Features, budget: int | None = None) -> int:
-    """Pair samples per chunk so that the features of a chunk (both orders) stay within ``budget``
-    bytes (default :data:`PAIR_CHUNK_BYTES`)."""
-    return max(1, (PAIR_CHUNK_BYTES if budget is None else budget) // (2 * features.pair_row_bytes))
+def pair_chunk_rows(features: Features) -> int:
+    """Pair samples per chunk so that the features of a chunk (both orders) stay within
+    :data:`PAIR_CHUNK_BYTES` (read at call time)."""
+    return max(1, PAIR_CHUNK_BYTES // (2 * features.pair_row_bytes))
 
 
 def _group_inputs(features: Features, layout: HamiltonianLayout, chunk_rows: int | None = None):
@@ -257,10 +257,8 @@ def _group_inputs(features: Features, layout: HamiltonianLayout, chunk_rows: int
         all_rows = find_rows(features.pair_samples, samples)
         if bool((all_rows < 0).any()):
             raise ValueError("a pair of the layout has no features (outside the feature cutoff?)")
-        size = len(all_rows) if chunk_rows is None else max(1, chunk_rows)
-        yield (
-            _pair_inputs(features, all_rows[start : start + size]) for start in range(0, max(len(all_rows), 1), size)
-        )
+        size = max(1, len(all_rows) if chunk_rows is None else chunk_rows)  # layout groups are never empty
+        yield (_pair_inputs(features, all_rows[start : start + size]) for start in range(0, len(all_rows), size))
 
 
 def _pair_inputs(features: Features, rows: torch.Tensor):
