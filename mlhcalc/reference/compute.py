@@ -291,16 +291,28 @@ def silicon_stage(
     mf.verbose = 0
     scratch = scf_scratch(atoms, basis, mesh, level)
     resumed = _resume_from_scratch(mf, scratch)
-    energy = mf.kernel(resumed)
-    attempts = 1
-    if not mf.converged:
-        # measured: a rattled gth-dzvp cell oscillated ~1e-9 Ha for 50 cycles at conv_tol 1e-10 (si-prim-07);
+    nocc = cell.nelectron // 2
+    watch = _KpointOccupationWatch()
+    mf.callback = watch
+    energy, attempts = _kernel_or_moved(mf, resumed, watch), 1
+    if not mf.converged and not watch.stopped:
         # go on from the last density with a fresh, longer DIIS history (same convergence criteria)
         mf.diis_space = 16
-        energy = mf.kernel(mf.make_rdm1())
-        attempts = 2
+        energy, attempts = _kernel_or_moved(mf, mf.make_rdm1(), watch), 2
+    occupation = "aufbau over all k-points"
+    if not mf.converged and watch.moved_cycles:
+        # measured (si-prim-07/08/13/18/38, gth-dzvp): the aufbau occupation kept moving a doubly occupied
+        # band between two k-points (3 and 5 occupied bands instead of 4 and 4; VBM and CBM 0.003-0.04 eV
+        # apart), so there is no self-consistent aufbau solution with integer occupations. Fill the lowest
+        # nocc bands at every k-point instead: the band-insulator solution, identical to the aufbau one
+        # whenever that exists with nocc bands at every k-point (all the other cells).
+        mf.callback = None
+        mf.get_occ = fixed_occupation_per_kpoint(nocc)
+        start = mf.make_rdm1(watch.mo_coeff, mf.get_occ(watch.mo_energy))
+        mf.diis_space = 8
+        energy, attempts = mf.kernel(start), attempts + 1
+        occupation = f"the lowest {nocc} bands at every k-point (aufbau moved electrons between k-points)"
     _check_converged(mf, f"{basis} KRKS/{level.xc} on a {mesh} mesh (after {attempts} attempts)")
-    nocc = cell.nelectron // 2
     datasets: Datasets = {}
     if with_matrices:
         dm = mf.make_rdm1()
@@ -355,9 +367,63 @@ def silicon_stage(
         **_grid_attrs(mf),
         "resumed_from_scratch": resumed is not None,
         "scf_attempts": attempts,
+        "occupation": occupation,
+        "aufbau_moved_cycles": len(watch.moved_cycles),
     }
     shutil.rmtree(scratch, ignore_errors=True)
     return datasets, attrs
+
+
+MOVED_CYCLES_LIMIT = 4
+"""SCF cycles whose aufbau occupation differs between k-points before :func:`silicon_stage` stops the
+aufbau attempt and fills the same number of bands at every k-point."""
+
+
+class _OccupationMoved(Exception):
+    pass
+
+
+class _KpointOccupationWatch:
+    """SCF callback: records the cycles in which the aufbau occupation is not the same number of bands at
+    every k-point, keeps the last orbitals, and stops the SCF after :data:`MOVED_CYCLES_LIMIT` of them."""
+
+    def __init__(self) -> None:
+        self.moved_cycles: list[int] = []
+        self.stopped = False
+        self.mo_coeff = self.mo_energy = None
+
+    def __call__(self, envs: dict) -> None:
+        self.mo_coeff, self.mo_energy = envs["mo_coeff"], envs["mo_energy"]
+        if len({int(np.count_nonzero(np.asarray(o) > 0)) for o in envs["mo_occ"]}) > 1:
+            self.moved_cycles.append(int(envs["cycle"]))
+            if len(self.moved_cycles) >= MOVED_CYCLES_LIMIT:
+                self.stopped = True
+                raise _OccupationMoved
+
+
+def _kernel_or_moved(mf, dm0, watch: _KpointOccupationWatch) -> float:
+    """``mf.kernel(dm0)``, returning early (unconverged) when ``watch`` stops it."""
+    try:
+        return mf.kernel(dm0)
+    except _OccupationMoved:
+        mf.converged = False
+        return float("nan")
+
+
+def fixed_occupation_per_kpoint(nocc: int):
+    """A KRKS ``get_occ`` that doubly occupies the ``nocc`` lowest bands at every k-point (no electrons
+    move between k-points), whatever the band energies of other k-points."""
+
+    def get_occ(mo_energy_kpts=None, mo_coeff_kpts=None):
+        occupations = []
+        for energies in mo_energy_kpts:
+            energies = np.asarray(energies)
+            occ = np.zeros(energies.shape)
+            occ[np.argsort(energies, kind="stable")[:nocc]] = 2.0
+            occupations.append(occ)
+        return occupations
+
+    return get_occ
 
 
 def scf_scratch(atoms: Atoms, basis: str, mesh, level: SiliconLevel = SILICON) -> Path:
