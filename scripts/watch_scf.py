@@ -23,12 +23,15 @@ import numpy as np
 from mlhcalc.units import HARTREE_TO_EV
 
 
-def snapshot(checkpoint: Path, n_bands: int) -> tuple[float, np.ndarray]:
-    """Total energy (Ha) and the lowest ``n_bands`` band energies over all k-points (Ha, sorted)."""
+def snapshot(checkpoint: Path, n_bands: int) -> tuple[float, np.ndarray, tuple[int, int]]:
+    """Total energy (Ha), the lowest ``n_bands`` band energies over all k-points (Ha, sorted) and the
+    fewest and most occupied bands of any k-point (unequal: the aufbau moves electrons between k-points,
+    which the labeller stops after a few cycles; docs/data.md)."""
     with h5py.File(checkpoint, "r") as root:
         energy = float(root["scf/e_tot"][()])
         bands = np.sort(np.asarray(root["scf/mo_energy"][()], dtype=np.float64).ravel())
-    return energy, bands[:n_bands]
+        occupied = np.count_nonzero(np.asarray(root["scf/mo_occ"][()]) > 0, axis=-1)
+    return energy, bands[:n_bands], (int(occupied.min()), int(occupied.max()))
 
 
 def main() -> None:
@@ -47,7 +50,7 @@ def main() -> None:
             time.sleep(2.0)  # let PySCF finish writing
             seen = stamp
             try:
-                energy, bands = snapshot(checkpoint, args.bands)
+                energy, bands, (fewest, most) = snapshot(checkpoint, args.bands)
             except (OSError, KeyError):  # caught mid-write: next look
                 seen = None
                 continue
@@ -56,6 +59,7 @@ def main() -> None:
                 change = np.abs(bands - previous[1]).max() * HARTREE_TO_EV * 1e3
                 line += f"  ΔE = {energy - previous[0]:+.2e} Ha  max |Δband| = {change:.3f} meV"
             line += f"  gap = {(bands[nocc] - bands[nocc - 1]) * HARTREE_TO_EV:.4f} eV"
+            line += f"  occupied bands per k-point {fewest}" + (f"-{most}" if most != fewest else "")
             print(line, flush=True)
             previous = (energy, bands)
         time.sleep(args.interval)
