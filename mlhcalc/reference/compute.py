@@ -294,24 +294,24 @@ def silicon_stage(
     nocc = cell.nelectron // 2
     watch = _KpointOccupationWatch()
     mf.callback = watch
-    energy, attempts = _kernel_or_moved(mf, resumed, watch), 1
+    energy, attempts = _kernel_or_stopped(mf, resumed, watch), 1
     if not mf.converged and not watch.stopped:
         # go on from the last density with a fresh, longer DIIS history (same convergence criteria)
         mf.diis_space = 16
-        energy, attempts = _kernel_or_moved(mf, mf.make_rdm1(), watch), 2
+        energy, attempts = _kernel_or_stopped(mf, mf.make_rdm1(), watch), 2
     occupation = "aufbau over all k-points"
-    if not mf.converged and watch.moved_cycles:
+    if not mf.converged and watch.flips:
         # measured (si-prim-07/08/13/18/38, gth-dzvp): the aufbau occupation kept moving a doubly occupied
-        # band between two k-points (3 and 5 occupied bands instead of 4 and 4; VBM and CBM 0.003-0.04 eV
-        # apart), so there is no self-consistent aufbau solution with integer occupations. Fill the lowest
-        # nocc bands at every k-point instead: the band-insulator solution, identical to the aufbau one
-        # whenever that exists with nocc bands at every k-point (all the other cells).
+        # band back and forth between k-points (VBM and CBM 0.003-0.04 eV apart), so these cells have no
+        # self-consistent aufbau solution with integer occupations. (Many other cells converge to a stable
+        # aufbau solution with 3 or 5 bands at some k-points: those are left as they are.) Fill the lowest
+        # nocc bands at every k-point instead, from the last orbitals.
         mf.callback = None
         mf.get_occ = fixed_occupation_per_kpoint(nocc)
         start = mf.make_rdm1(watch.mo_coeff, mf.get_occ(watch.mo_energy))
         mf.diis_space = 8
         energy, attempts = mf.kernel(start), attempts + 1
-        occupation = f"the lowest {nocc} bands at every k-point (aufbau moved electrons between k-points)"
+        occupation = f"the lowest {nocc} bands at every k-point (the aufbau occupation oscillated between k-points)"
     _check_converged(mf, f"{basis} KRKS/{level.xc} on a {mesh} mesh (after {attempts} attempts)")
     datasets: Datasets = {}
     if with_matrices:
@@ -368,44 +368,50 @@ def silicon_stage(
         "resumed_from_scratch": resumed is not None,
         "scf_attempts": attempts,
         "occupation": occupation,
-        "aufbau_moved_cycles": len(watch.moved_cycles),
+        "occupation_flips": len(watch.flips),
     }
     shutil.rmtree(scratch, ignore_errors=True)
     return datasets, attrs
 
 
-MOVED_CYCLES_LIMIT = 4
-"""SCF cycles whose aufbau occupation differs between k-points before :func:`silicon_stage` stops the
-aufbau attempt and fills the same number of bands at every k-point."""
+OCCUPATION_FLIPS_LIMIT = 8
+"""SCF cycles in which the aufbau occupation moves electrons between k-points (the number of occupied
+bands of some k-point changes from the cycle before, with unequal numbers in one of the two) before
+:func:`silicon_stage` stops the aufbau attempt and fills the same number of bands at every k-point."""
 
 
-class _OccupationMoved(Exception):
+class _OccupationOscillates(Exception):
     pass
 
 
 class _KpointOccupationWatch:
-    """SCF callback: records the cycles in which the aufbau occupation is not the same number of bands at
-    every k-point, keeps the last orbitals, and stops the SCF after :data:`MOVED_CYCLES_LIMIT` of them."""
+    """SCF callback: records the cycles whose aufbau occupation moved electrons between k-points since the
+    cycle before, keeps the last orbitals, and stops the SCF after :data:`OCCUPATION_FLIPS_LIMIT` of them.
+    A stable occupation, equal at every k-point or not, is never stopped."""
 
     def __init__(self) -> None:
-        self.moved_cycles: list[int] = []
+        self.flips: list[int] = []
         self.stopped = False
         self.mo_coeff = self.mo_energy = None
+        self._previous: tuple[int, ...] | None = None
 
     def __call__(self, envs: dict) -> None:
         self.mo_coeff, self.mo_energy = envs["mo_coeff"], envs["mo_energy"]
-        if len({int(np.count_nonzero(np.asarray(o) > 0)) for o in envs["mo_occ"]}) > 1:
-            self.moved_cycles.append(int(envs["cycle"]))
-            if len(self.moved_cycles) >= MOVED_CYCLES_LIMIT:
-                self.stopped = True
-                raise _OccupationMoved
+        counts = tuple(int(np.count_nonzero(np.asarray(o) > 0)) for o in envs["mo_occ"])
+        previous, self._previous = self._previous, counts
+        if previous is None or counts == previous or (len(set(counts)) == 1 and len(set(previous)) == 1):
+            return
+        self.flips.append(int(envs["cycle"]))
+        if len(self.flips) >= OCCUPATION_FLIPS_LIMIT:
+            self.stopped = True
+            raise _OccupationOscillates
 
 
-def _kernel_or_moved(mf, dm0, watch: _KpointOccupationWatch) -> float:
+def _kernel_or_stopped(mf, dm0, watch: _KpointOccupationWatch) -> float:
     """``mf.kernel(dm0)``, returning early (unconverged) when ``watch`` stops it."""
     try:
         return mf.kernel(dm0)
-    except _OccupationMoved:
+    except _OccupationOscillates:
         mf.converged = False
         return float("nan")
 
