@@ -28,7 +28,7 @@ BASIS = {"minimal": "gth-szv", "large": "gth-dzvp"}
 def main() -> None:
     from pyscf.pbc import dft, gto
 
-    from mlhcalc.reference.compute import fixed_occupation_per_kpoint
+    from mlhcalc.reference.compute import AUFBAU_OCCUPATION, FIXED_OCCUPATION_PREFIX, fixed_occupation_per_kpoint
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("set", choices=sorted(SETS))
@@ -44,12 +44,16 @@ def main() -> None:
     started = time.perf_counter()
     atoms = read(REPO / f"{SETS[args.set]}.extxyz", index=args.index)
     sid = f"{args.index:06d}"
-    with h5py.File(REPO / f"{SETS[args.set]}_labels.d" / f"{sid}.{args.stage}.h5", "r") as root:
+    label_file = REPO / f"{SETS[args.set]}_labels.d" / f"{sid}.{args.stage}.h5"
+    if not label_file.is_file():
+        raise SystemExit(f"no {args.stage} label for {args.set} cell {args.index} ({label_file} is missing): "
+                         "label it first (docs/data.md) or pick a labelled cell (python scripts/label_status.py)")
+    with h5py.File(label_file, "r") as root:
         group = root[f"structures/{sid}/{args.stage}"]
         label_bands = np.asarray(group["bands"][()])
         label_energy = float(group["energy"][()])
         mesh = tuple(int(n) for n in group["kmesh"][()])
-        occupation = str(group.attrs.get("occupation", "aufbau over all k-points"))
+        occupation = str(group.attrs.get("occupation", AUFBAU_OCCUPATION))
         conv_tol = float(group.attrs["conv_tol"])
 
     cell = gto.Cell()
@@ -62,7 +66,7 @@ def main() -> None:
     cell.build()
     mf = dft.KRKS(cell, cell.make_kpts(mesh), xc="pbe").density_fit()
     mf.conv_tol = conv_tol
-    fixed = occupation.startswith("the lowest") if args.occupation == "label" else args.occupation == "fixed"
+    fixed = occupation.startswith(FIXED_OCCUPATION_PREFIX) if args.occupation == "label" else args.occupation == "fixed"
     if fixed:
         mf.get_occ = fixed_occupation_per_kpoint(cell.nelectron // 2)
     mf.kernel()

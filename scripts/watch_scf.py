@@ -25,8 +25,8 @@ from mlhcalc.units import HARTREE_TO_EV
 
 def snapshot(checkpoint: Path, n_bands: int) -> tuple[float, np.ndarray, tuple[int, int]]:
     """Total energy (Ha), the lowest ``n_bands`` band energies over all k-points (Ha, sorted) and the
-    fewest and most occupied bands of any k-point (unequal: the aufbau moves electrons between k-points,
-    which the labeller stops after a few cycles; docs/data.md)."""
+    fewest and most occupied bands of any k-point (unequal: the aufbau put electrons of one k-point at
+    another; if that keeps changing from cycle to cycle the labeller stops it, docs/data.md)."""
     with h5py.File(checkpoint, "r") as root:
         energy = float(root["scf/e_tot"][()])
         bands = np.sort(np.asarray(root["scf/mo_energy"][()], dtype=np.float64).ravel())

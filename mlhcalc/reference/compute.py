@@ -299,7 +299,7 @@ def silicon_stage(
         # go on from the last density with a fresh, longer DIIS history (same convergence criteria)
         mf.diis_space = 16
         energy, attempts = _kernel_or_stopped(mf, mf.make_rdm1(), watch), 2
-    occupation = "aufbau over all k-points"
+    occupation = AUFBAU_OCCUPATION
     if not mf.converged and watch.flips:
         # measured (si-prim-07/08/13/18/38, gth-dzvp): the aufbau occupation kept moving a doubly occupied
         # band back and forth between k-points (VBM and CBM 0.003-0.04 eV apart), so these cells have no
@@ -311,7 +311,10 @@ def silicon_stage(
         start = mf.make_rdm1(watch.mo_coeff, mf.get_occ(watch.mo_energy))
         mf.diis_space = 8
         energy, attempts = mf.kernel(start), attempts + 1
-        occupation = f"the lowest {nocc} bands at every k-point (the aufbau occupation oscillated between k-points)"
+        occupation = (
+            f"{FIXED_OCCUPATION_PREFIX} {nocc} bands at every k-point "
+            "(the aufbau occupation oscillated between k-points)"
+        )
     _check_converged(mf, f"{basis} KRKS/{level.xc} on a {mesh} mesh (after {attempts} attempts)")
     datasets: Datasets = {}
     if with_matrices:
@@ -373,6 +376,11 @@ def silicon_stage(
     shutil.rmtree(scratch, ignore_errors=True)
     return datasets, attrs
 
+
+AUFBAU_OCCUPATION = "aufbau over all k-points"
+"""The ``occupation`` attribute of a periodic label filled by PySCF's aufbau (also: labels without one)."""
+FIXED_OCCUPATION_PREFIX = "the lowest"
+"""How the ``occupation`` attribute of a label with the same number of bands at every k-point begins."""
 
 OCCUPATION_FLIPS_LIMIT = 8
 """SCF cycles in which the aufbau occupation moves electrons between k-points (the number of occupied
