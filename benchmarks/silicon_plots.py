@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from ase.io import read
+
+if TYPE_CHECKING:
+    from mlhcalc.model import HamiltonianModel
 
 REPO = Path(__file__).resolve().parent.parent
 SIGMA_EV = 0.25
 
 
-def model_bands_ev(model: str, atoms, kpts_frac) -> np.ndarray:
+def model_bands_ev(model: str | HamiltonianModel, atoms, kpts_frac) -> np.ndarray:
     from mlhcalc.calculator import MLHamiltonian
 
     calc = MLHamiltonian(model=model, kpts=np.asarray(kpts_frac))

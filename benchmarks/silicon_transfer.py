@@ -19,8 +19,12 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mlhcalc.model import HamiltonianModel
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = REPO / "data/silicon/supercell64_labels.d"
@@ -40,7 +44,7 @@ def reference_cells(labels: Path = LABELS) -> list:
     return cells
 
 
-def label_mesh_bands(model: str, atoms) -> tuple[np.ndarray, float]:
+def label_mesh_bands(model: str | HamiltonianModel, atoms) -> tuple[np.ndarray, float]:
     """The model's eigenvalues on the label's k-points (hartree, shape (n_k, n_bands); Γ alone for the
     64-atom cell) from the ASE calculator, and the wall time of the calculator, model loading included (s)."""
     from silicon_plots import model_bands_ev
@@ -80,8 +84,11 @@ def transfer_metrics(model: str, cells: list, window_ev: float = 1.5) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="model names or directories (e.g. silicon silicon-szv)")
-    parser.add_argument("--labels", default=str(LABELS),
-                        help="labelled cells, scored on their own label meshes (e.g. data/silicon/cubic_labels.d)")
+    parser.add_argument(
+        "--labels",
+        default=str(LABELS),
+        help="labelled cells, scored on their own label meshes (e.g. data/silicon/cubic_labels.d)",
+    )
     parser.add_argument("--window", type=float, default=1.5, help="conduction window above CBM_ref (eV)")
     parser.add_argument("--json", help="write the metrics of every model to this file")
     args = parser.parse_args()

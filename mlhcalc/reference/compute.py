@@ -399,7 +399,6 @@ class _KpointOccupationWatch:
 
     def __init__(self) -> None:
         self.flips: list[int] = []
-        self.stopped = False
         self.mo_coeff = self.mo_energy = None
         self._previous: tuple[int, ...] | None = None
 
@@ -410,9 +409,13 @@ class _KpointOccupationWatch:
         if previous is None or counts == previous or (len(set(counts)) == 1 and len(set(previous)) == 1):
             return
         self.flips.append(int(envs["cycle"]))
-        if len(self.flips) >= OCCUPATION_FLIPS_LIMIT:
-            self.stopped = True
+        if self.stopped:
             raise _OccupationOscillates
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the watch has stopped the SCF (it has seen :data:`OCCUPATION_FLIPS_LIMIT` flips)."""
+        return len(self.flips) >= OCCUPATION_FLIPS_LIMIT
 
 
 def _kernel_or_stopped(mf, dm0, watch: _KpointOccupationWatch) -> float:
